@@ -1,0 +1,147 @@
+"""Model configuration dataclasses.
+
+One dataclass per tower plus the two-tower :class:`GroupViTConfig`. The defaults are
+GroupViT-S as released; named presets (``model_configs/*.json``) hold only overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class VisionConfig:
+    """Grouping vision transformer (patch embed -> stages of blocks + grouping)."""
+
+    image_size: int = 224  # training resolution; fixes the stored pos-embed grid (image_size // patch_size)
+    patch_size: int = 16  # square patch (conv kernel and stride)
+    in_chans: int = 3  # input channels
+    width: int = 384  # token width shared by every stage
+    depths: tuple[int, ...] = (6, 3, 3)  # transformer blocks per stage
+    num_heads: tuple[int, ...] = (
+        6,
+        6,
+        6,
+    )  # attention heads per stage (also used by the pre-assign cross-attn)
+    num_group_tokens: tuple[int, ...] = (64, 8, 0)  # learnable group tokens per stage; 0 = no grouping block
+    num_output_groups: tuple[int, ...] = (64, 8)  # segments produced by each grouping block
+    mlp_ratio: float = 4.0  # hidden width of block MLPs and the grouping channel MLP, relative to width
+    token_mlp_ratio: float = 0.5  # hidden size of the token-mixing MLPs (grouping + group projector) / width
+    qkv_bias: bool = True  # bias on the fused qkv projection
+    drop_path_rate: float = 0.1  # stochastic depth, linearly increasing over all blocks
+    assign_eps: float = 1.0  # added to each group's assignment sum before normalising its row
+    gumbel_tau: float = 1.0  # temperature of the Gumbel noise used during training
+    hard_assignment: bool = True  # straight-through one-hot assignment (the released model uses it)
+    layer_norm_eps: float = 1e-5  # epsilon of every LayerNorm in the tower
+
+    def __post_init__(self) -> None:
+        for name in ("depths", "num_heads", "num_group_tokens", "num_output_groups"):
+            setattr(self, name, tuple(int(v) for v in getattr(self, name)))
+        num_stages = len(self.depths)
+        if len(self.num_heads) != num_stages or len(self.num_group_tokens) != num_stages:
+            raise ValueError(
+                f"depths {self.depths}, num_heads {self.num_heads} and num_group_tokens "
+                f"{self.num_group_tokens} must have one entry per stage"
+            )
+        grouping_stages = sum(1 for n in self.num_group_tokens if n > 0)
+        if len(self.num_output_groups) != grouping_stages:
+            raise ValueError(
+                f"num_output_groups {self.num_output_groups} needs one entry per stage with group tokens "
+                f"({grouping_stages} in num_group_tokens {self.num_group_tokens})"
+            )
+        if any(self.width % h for h in self.num_heads):
+            raise ValueError(f"width {self.width} must be divisible by every num_heads {self.num_heads}")
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """Patch grid of the stored positional embedding (trained resolution)."""
+        side = self.image_size // self.patch_size
+        return side, side
+
+
+@dataclass
+class TextConfig:
+    """CLIP-style causal text transformer."""
+
+    context_length: int = 77  # maximum token sequence length (learned positional embedding size)
+    vocab_size: int = 49408  # CLIP BPE vocabulary size
+    width: int = 256  # token width
+    layers: int = 12  # transformer blocks
+    heads: int = 4  # attention heads
+    mlp_ratio: float = 4.0  # block MLP hidden width relative to width
+    layer_norm_eps: float = 1e-5  # epsilon of every LayerNorm in the tower
+
+
+@dataclass
+class GroupViTConfig:
+    """Two-tower GroupViT: vision + text towers, MLP projection heads, learned temperatures."""
+
+    vision: VisionConfig = field(default_factory=VisionConfig)  # image tower
+    text: TextConfig = field(default_factory=TextConfig)  # text tower
+    embed_dim: int = 256  # shared image-text embedding size (projector output)
+    projection_hidden_dim: int = 4096  # hidden width of both projection MLPs
+    logit_scale_init: float = math.log(1 / 0.07)  # init of log(1 / temperature), contrastive loss
+    multi_label_logit_scale_init: float = math.log(1 / 0.07)  # same, for the multi-label loss
+    logit_scale_max: float = 100.0  # exp(logit_scale) is clamped at this value
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GroupViTConfig:
+        """Build a config from a (possibly partial) nested dict; unknown keys raise ``KeyError``."""
+        return apply_overrides(cls(), data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Nested plain-dict view (tuples become lists, JSON friendly)."""
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, current: Any) -> Any:
+    # JSON has no tuples: keep tuple-typed fields tuples so configs compare equal and stay hashable.
+    if isinstance(current, tuple) and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _update_dataclass(obj: Any, updates: dict[str, Any], prefix: str) -> Any:
+    names = {f.name for f in dataclasses.fields(obj)}
+    changes: dict[str, Any] = {}
+    for key, value in updates.items():
+        if key not in names:
+            valid = ", ".join(sorted(names))
+            raise KeyError(
+                f"unknown config key {prefix + key!r} (valid keys for {type(obj).__name__}: {valid})"
+            )
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if dataclasses.is_dataclass(value):
+                changes[key] = value
+                continue
+            if not isinstance(value, dict):
+                raise TypeError(f"config key {prefix + key!r} expects a dict of overrides, got {value!r}")
+            changes[key] = _update_dataclass(current, value, f"{prefix}{key}.")
+        else:
+            changes[key] = _coerce(value, current)
+    return dataclasses.replace(obj, **changes)
+
+
+def apply_overrides(config: GroupViTConfig, overrides: dict[str, Any]) -> GroupViTConfig:
+    """Return a copy of ``config`` with ``overrides`` applied.
+
+    Keys are field names; tower fields are given either nested (``{"vision": {"width": 64}}``) or
+    dotted (``{"vision.width": 64}``). An unknown key raises ``KeyError`` naming it.
+    """
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = nested
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise KeyError(f"config key {key!r} mixes a dotted and a plain override")
+        if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
+            node[parts[-1]].update(value)
+        else:
+            node[parts[-1]] = value
+    return _update_dataclass(config, nested, "")

@@ -1,0 +1,78 @@
+"""Public factory: named model presets, model creation, tokenizer.
+
+Every ``model_configs/<name>.json`` is a model named ``<name>``; the file holds only the
+overrides of the :class:`~groupvit.config.GroupViTConfig` defaults (which are GroupViT-S).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from groupvit.config import GroupViTConfig, apply_overrides
+from groupvit.models.groupvit import GroupViT
+
+if TYPE_CHECKING:
+    from groupvit.tokenizer import Tokenizer
+
+_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
+
+
+def _preset_paths() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(_CONFIG_DIR.glob("*.json"))}
+
+
+def list_models() -> list[str]:
+    """Names of the available model presets."""
+    return list(_preset_paths())
+
+
+def get_model_config(name: str, **overrides: Any) -> GroupViTConfig:
+    """The :class:`GroupViTConfig` of preset ``name`` with optional overrides applied.
+
+    Overrides are dataclass fields; tower fields nested (``vision={"width": 64}``) or dotted
+    (``**{"vision.width": 64}``). Unknown keys raise ``KeyError`` naming the key.
+    """
+    paths = _preset_paths()
+    if name not in paths:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(paths)}")
+    with open(paths[name], encoding="utf-8") as f:
+        preset = json.load(f)
+    try:
+        cfg = apply_overrides(GroupViTConfig(), preset)
+    except KeyError as e:
+        raise KeyError(f"in preset {paths[name]}: {e.args[0]}") from None
+    return apply_overrides(cfg, overrides) if overrides else cfg
+
+
+def create_model(
+    name: str,
+    checkpoint: str | Path | dict[str, torch.Tensor] | None = None,
+    **overrides: Any,
+) -> GroupViT:
+    """Build model ``name`` (see :func:`list_models`) and optionally load weights.
+
+    Args:
+        name: preset name, e.g. ``"groupvit_s"``.
+        checkpoint: a file path, an http(s) URL, a released tag (``"gcc_yfcc"``, ``"gcc_redcaps"``
+            for ``groupvit_s``) or a state dict, in the official, HF or our own layout.
+        overrides: config overrides, e.g. ``**{"vision.drop_path_rate": 0.0}``.
+
+    The model is returned in training mode (``eval()`` is not implied), on the CPU.
+    """
+    model = GroupViT.from_config(get_model_config(name, **overrides))
+    if checkpoint is not None:
+        from groupvit.checkpoint import load_checkpoint
+
+        load_checkpoint(model, checkpoint, model_name=name)
+    return model
+
+
+def get_tokenizer(context_length: int = 77) -> Tokenizer:
+    """CLIP BPE tokenizer: ``list[str] | str -> LongTensor [B, context_length]``."""
+    from groupvit.tokenizer import Tokenizer
+
+    return Tokenizer(context_length=context_length)

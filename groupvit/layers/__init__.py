@@ -1,0 +1,23 @@
+"""Building blocks of the GroupViT towers (one concept per module)."""
+
+from groupvit.layers.attention import Attention, CrossAttention
+from groupvit.layers.blocks import CrossAttentionBlock, TransformerBlock
+from groupvit.layers.grouping import AssignAttention, GroupingBlock, hard_softmax
+from groupvit.layers.mlp import MixerMlp, Mlp, QuickGELU
+from groupvit.layers.patch_embed import PatchEmbed
+from groupvit.layers.pos_embed import resample_pos_embed
+
+__all__ = [
+    "Attention",
+    "AssignAttention",
+    "CrossAttention",
+    "CrossAttentionBlock",
+    "GroupingBlock",
+    "Mlp",
+    "MixerMlp",
+    "PatchEmbed",
+    "QuickGELU",
+    "TransformerBlock",
+    "hard_softmax",
+    "resample_pos_embed",
+]

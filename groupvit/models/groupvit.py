@@ -1,0 +1,121 @@
+"""GroupViT two-tower model: grouping vision tower + CLIP text tower + MLP projection heads."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from groupvit.config import GroupViTConfig
+from groupvit.models.projector import ProjectionHead
+from groupvit.models.text import TextTransformer
+from groupvit.models.vision import GroupViTVisionTower
+
+
+class GroupViTOutput(NamedTuple):
+    """Output of :meth:`GroupViT.forward`."""
+
+    image_embeds: torch.Tensor  # [B, D] L2-normalised
+    text_embeds: torch.Tensor  # [B, D] L2-normalised
+    logit_scale: torch.Tensor  # [] exp(logit_scale) clamped at logit_scale_max
+
+
+class SegmentationFeatures(NamedTuple):
+    """Output of :meth:`GroupViT.forward_segmentation`."""
+
+    assignments: tuple[torch.Tensor, ...]  # per grouping stage soft assignment [B, G_s, N_s]; N_1 = h * w
+    group_embeds: torch.Tensor  # [B, G_last, D] final group tokens -> final LN -> image projector
+    image_embeds: torch.Tensor  # [B, D] projected mean of the final tokens (not normalised)
+    grid_size: tuple[int, int]  # (h, w) patch grid of the input
+
+
+class GroupViT(nn.Module):
+    """Image-text model whose image tower learns to group pixels into segments.
+
+    Built from its parts (see :meth:`from_config` / ``groupvit.create_model``).
+    """
+
+    def __init__(
+        self,
+        vision: GroupViTVisionTower,
+        text: TextTransformer,
+        image_projector: ProjectionHead,
+        text_projector: ProjectionHead,
+        logit_scale_init: float = math.log(1 / 0.07),
+        multi_label_logit_scale_init: float = math.log(1 / 0.07),
+        logit_scale_max: float = 100.0,
+    ) -> None:
+        super().__init__()
+        self.vision = vision
+        self.text = text
+        self.image_projector = image_projector
+        self.text_projector = text_projector
+        self.logit_scale = nn.Parameter(torch.tensor(float(logit_scale_init)))
+        self.multi_label_logit_scale = nn.Parameter(torch.tensor(float(multi_label_logit_scale_init)))
+        self.logit_scale_max = logit_scale_max
+        self.config: GroupViTConfig | None = None
+
+    @classmethod
+    def from_config(cls, cfg: GroupViTConfig) -> GroupViT:
+        """Build a randomly initialised model from a :class:`GroupViTConfig`."""
+        model = cls(
+            vision=GroupViTVisionTower(cfg.vision),
+            text=TextTransformer(cfg.text),
+            image_projector=ProjectionHead(cfg.vision.width, cfg.projection_hidden_dim, cfg.embed_dim),
+            text_projector=ProjectionHead(cfg.text.width, cfg.projection_hidden_dim, cfg.embed_dim),
+            logit_scale_init=cfg.logit_scale_init,
+            multi_label_logit_scale_init=cfg.multi_label_logit_scale_init,
+            logit_scale_max=cfg.logit_scale_max,
+        )
+        model.config = cfg
+        return model
+
+    def encode_image(self, images: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        """images [B, 3, H, W] -> projected image embedding [B, D]."""
+        x = self.image_projector(self.vision(images))
+        return F.normalize(x, dim=-1) if normalize else x
+
+    def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        """tokens [B, L] -> projected text embedding [B, D]."""
+        x = self.text_projector(self.text(tokens))
+        return F.normalize(x, dim=-1) if normalize else x
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> GroupViTOutput:
+        """images [B, 3, H, W], tokens [B', L] -> normalised embeddings and the clamped scale."""
+        return GroupViTOutput(
+            self.encode_image(images, normalize=True),
+            self.encode_text(tokens, normalize=True),
+            self.logit_scale_value(),
+        )
+
+    def forward_segmentation(self, images: torch.Tensor) -> SegmentationFeatures:
+        """images [B, 3, H, W] -> per-stage soft assignments, projected group and image embeddings."""
+        feats = self.vision.forward_features(images)
+        return SegmentationFeatures(
+            assignments=feats.assignments,
+            group_embeds=self.image_projector(feats.tokens),
+            image_embeds=self.image_projector(feats.tokens.mean(dim=1)),
+            grid_size=feats.grid_size,
+        )
+
+    def logit_scale_value(self) -> torch.Tensor:
+        """exp(logit_scale) clamped at ``logit_scale_max`` (0-dim)."""
+        return self.logit_scale.exp().clamp(max=self.logit_scale_max)
+
+    def multi_label_logit_scale_value(self) -> torch.Tensor:
+        """exp(multi_label_logit_scale) clamped at ``logit_scale_max`` (0-dim)."""
+        return self.multi_label_logit_scale.exp().clamp(max=self.logit_scale_max)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute transformer blocks in the backward pass (both towers) to save memory."""
+        self.vision.set_grad_checkpointing(enable)
+        self.text.set_grad_checkpointing(enable)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters exempt from weight decay: embeddings of positions, group tokens, temperatures."""
+        names = {"vision.pos_embed", "text.positional_embedding", "logit_scale", "multi_label_logit_scale"}
+        names.update(n for n, _ in self.named_parameters() if n.endswith("group_token"))
+        return names

@@ -1,0 +1,72 @@
+"""CLIP-style causal text transformer, pooled at the end-of-text token."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from groupvit.config import TextConfig
+from groupvit.layers import QuickGELU, TransformerBlock
+
+
+class TextTransformer(nn.Module):
+    """Token ids [B, L] (L <= context_length) -> pooled text feature [B, width].
+
+    The feature is the final-LN output at the end-of-text token, which CLIP's BPE gives the largest
+    id in the vocabulary, so it is found with ``argmax`` over the ids.
+    """
+
+    def __init__(self, cfg: TextConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.width = cfg.width
+        self.context_length = cfg.context_length
+        self.grad_checkpointing = False
+        self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.width)
+        self.positional_embedding = nn.Parameter(torch.zeros(cfg.context_length, cfg.width))
+        self.blocks = nn.ModuleList(
+            TransformerBlock(cfg.width, cfg.heads, cfg.mlp_ratio, act_layer=QuickGELU, eps=cfg.layer_norm_eps)
+            for _ in range(cfg.layers)
+        )
+        self.norm = nn.LayerNorm(cfg.width, eps=cfg.layer_norm_eps)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """CLIP init: residual-branch outputs scaled down with depth (std width^-0.5 * (2 * layers)^-0.5)."""
+        width, layers = self.cfg.width, self.cfg.layers
+        attn_std = width**-0.5
+        proj_std = attn_std * (2 * layers) ** -0.5
+        fc_std = (2 * width) ** -0.5
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        nn.init.normal_(self.positional_embedding, std=0.01)
+        for block in self.blocks:
+            nn.init.normal_(block.attn.qkv.weight, std=attn_std)
+            nn.init.normal_(block.attn.proj.weight, std=proj_std)
+            nn.init.normal_(block.mlp.fc1.weight, std=fc_std)
+            nn.init.normal_(block.mlp.fc2.weight, std=proj_std)
+            for linear in (block.attn.qkv, block.attn.proj, block.mlp.fc1, block.mlp.fc2):
+                if linear.bias is not None:
+                    nn.init.zeros_(linear.bias)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    def forward_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, L] -> per-token features after the final LN [B, L, width]."""
+        if tokens.ndim != 2:
+            raise ValueError(f"expected token ids [B, L], got shape {tuple(tokens.shape)}")
+        if tokens.shape[1] > self.context_length:
+            raise ValueError(f"{tokens.shape[1]} tokens exceed the context length {self.context_length}")
+        x = self.token_embedding(tokens) + self.positional_embedding[: tokens.shape[1]]
+        for block in self.blocks:
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, True, use_reentrant=False)
+            else:
+                x = block(x, is_causal=True)
+        return self.norm(x)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, L] -> [B, width] feature at the end-of-text (largest id) position."""
+        x = self.forward_features(tokens)
+        return x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
