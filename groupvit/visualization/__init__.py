@@ -10,11 +10,12 @@ Shared by ``tools/demo.py``, the mmseg visualiser and notebooks::
 from .draw import blend, colorize, draw_groups, draw_labels, draw_prediction
 from .figure import overview, resize_map
 from .palette import BOUNDARY_COLOR, class_palette, group_palette
-from .render import MODES, output_names, render, render_result
+from .render import GROUP_MODES, MODES, output_names, render, render_result
 from .segments import LabelPosition, boundary_mask, connected_components, label_positions
 
 __all__ = [
     "BOUNDARY_COLOR",
+    "GROUP_MODES",
     "MODES",
     "LabelPosition",
     "blend",

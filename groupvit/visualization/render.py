@@ -68,7 +68,7 @@ def render(
         group_maps: per grouping stage ``[h, w]`` group ids (``ZeroShotSegmenter.group_maps(...)[s][i]``).
         class_names: name of every class id, background included when ``background_index`` is set.
         modes: any of ``MODES``.
-        palette: ``[C, 3]`` class colours; VOC colour map by default.
+        palette: ``[C, 3]`` class colours; VOC colour map by default (black skipped without background).
         background_index: class left unblended and unlabelled (None: none).
         alpha: weight of the class colours in the blends.
 
@@ -87,7 +87,11 @@ def render(
     size = image.shape[:2]
     labels = resize_map(as_array(labels).astype(np.int64), size)
     groups = [resize_map(as_array(g).astype(np.int64), size) for g in group_maps]
-    palette = class_palette(len(class_names)) if palette is None else np.asarray(palette, dtype=np.uint8)
+    if palette is None:  # VOC colours; without a background class, skip its black
+        palette = class_palette(len(class_names) + int(background_index is None))[
+            int(background_index is None) :
+        ]
+    palette = np.asarray(palette, dtype=np.uint8)
 
     pictures: dict[str, np.ndarray | Image.Image] = {}
     for mode in modes:
