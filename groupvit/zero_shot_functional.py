@@ -1,0 +1,216 @@
+"""Pure functions of the zero-shot segmentation protocol (REFERENCE.md, steps 1-5).
+
+Each step is a function of tensors only, so it can be tested on hand-built inputs and
+reused outside :class:`groupvit.zero_shot.ZeroShotSegmenter` (e.g. by the mmseg segmentor).
+Shapes: B images, G groups, N patch tokens on an (h, w) grid, K classes, D embedding dim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from groupvit.models.groupvit import SegmentationFeatures
+
+__all__ = [
+    "build_class_embeddings",
+    "stage_group_maps",
+    "group_to_pixel_map",
+    "resize_group_ids",
+    "group_class_affinity",
+    "background_channel",
+    "scores_from_features",
+]
+
+
+class TextEncoder(Protocol):
+    """Anything with GroupViT's ``encode_text(tokens [N, L]) -> [N, D]`` (projected, unnormalised)."""
+
+    def encode_text(self, tokens: Tensor, normalize: bool = False) -> Tensor: ...
+
+
+@torch.no_grad()
+def build_class_embeddings(
+    model: TextEncoder,
+    tokenizer: object,
+    class_names: Sequence[str],
+    templates: Sequence[str],
+    device: torch.device | str | None = None,
+    batch_size: int = 1024,
+) -> Tensor:
+    """Class text embeddings averaged over prompt templates (protocol step 1).
+
+    Every ``template.format(name)`` is tokenized and encoded; the projected *unnormalised*
+    embeddings of one class are averaged over its T templates and the mean is L2-normalised
+    (averaging before normalising weights templates by their embedding norm, as in the paper).
+
+    Args:
+        model: text encoder (``encode_text``).
+        tokenizer: callable ``list[str] -> LongTensor [N, L]``.
+        class_names: K class names.
+        templates: T format strings with one ``{}``.
+        device: where the tokens go (the model's device); ``None`` keeps them on CPU.
+        batch_size: prompts per ``encode_text`` call, to bound memory for K*T prompts.
+
+    Returns:
+        Tensor [K, D], unit rows.
+    """
+    prompts = [template.format(name) for name in class_names for template in templates]  # class-major
+    tokens = tokenizer(prompts)  # [K*T, L]
+    chunks = [model.encode_text(part.to(device)) for part in tokens.split(batch_size)]
+    embeds = torch.cat(chunks).reshape(len(class_names), len(templates), -1)  # [K, T, D]
+    return F.normalize(embeds.mean(dim=1), dim=-1)
+
+
+def stage_group_maps(assignments: Sequence[Tensor]) -> tuple[Tensor, ...]:
+    """Pixel-to-group maps of every stage as products of the soft assignments (step 2).
+
+    Args:
+        assignments: per stage s a soft assignment [B, G_s, N_s] (softmax over groups),
+            with N_1 = h * w patches and N_s = G_{s-1} for later stages.
+
+    Returns:
+        tuple over stages of Tensor [B, N_1, G_s]: ``A_1^T @ A_2^T @ ... @ A_s^T``.
+    """
+    maps: list[Tensor] = []
+    current: Tensor | None = None
+    for stage, assign in enumerate(assignments):
+        transposed = assign.transpose(1, 2)  # [B, N_s, G_s]
+        if current is not None and current.shape[-1] != transposed.shape[1]:
+            raise ValueError(
+                f"stage {stage} assigns {transposed.shape[1]} tokens but stage {stage - 1} "
+                f"produced {current.shape[-1]} groups"
+            )
+        current = transposed if current is None else current @ transposed
+        maps.append(current)
+    return tuple(maps)
+
+
+def _resize_group_map(group_map: Tensor, grid_size: tuple[int, int], output_size: tuple[int, int]) -> Tensor:
+    """[B, h*w, G] soft map -> [B, G, H, W], bilinear, align_corners=False."""
+    batch, num_tokens, num_groups = group_map.shape
+    height, width = grid_size
+    if num_tokens != height * width:
+        raise ValueError(f"group map has {num_tokens} tokens, grid {grid_size} has {height * width}")
+    grid = group_map.transpose(1, 2).reshape(batch, num_groups, height, width)
+    return F.interpolate(grid, size=tuple(output_size), mode="bilinear", align_corners=False)
+
+
+def group_to_pixel_map(group_map: Tensor, grid_size: tuple[int, int], output_size: tuple[int, int]) -> Tensor:
+    """Hard pixel-to-group map at image resolution (step 2).
+
+    Args:
+        group_map: [B, h*w, G] soft pixel-to-group map of one stage (:func:`stage_group_maps`).
+        grid_size: (h, w) patch grid of the input.
+        output_size: (H, W) input image size.
+
+    Returns:
+        Tensor [B, G, H, W] one-hot over groups (same dtype as ``group_map``): the map is resized
+        bilinearly (align_corners=False) and each pixel goes to its argmax group.
+    """
+    resized = _resize_group_map(group_map, grid_size, output_size)
+    one_hot = F.one_hot(resized.argmax(dim=1), num_classes=resized.shape[1])  # [B, H, W, G]
+    return one_hot.permute(0, 3, 1, 2).to(group_map.dtype)
+
+
+def group_class_affinity(
+    group_embeds: Tensor,
+    image_embeds: Tensor,
+    class_embeds: Tensor,
+    logit_scale: Tensor | float,
+    top_k: int = 5,
+) -> Tensor:
+    """Group-to-class affinity restricted to the image-level top-k classes (step 4).
+
+    ``A = softmax_K(s * g @ c^T)``; ``p = softmax_K(s * i @ c^T)``; ``B = softmax_K`` of the same
+    group logits with every class outside the top-min(k, K) of ``p`` set to -inf; returns ``B * A``.
+
+    Args:
+        group_embeds: [B, G, D] L2-normalised group embeddings.
+        image_embeds: [B, D] L2-normalised image embeddings.
+        class_embeds: [K, D] L2-normalised class embeddings.
+        logit_scale: scalar s (GroupViT: min(exp(logit_scale), 100)).
+        top_k: number of image-level classes kept.
+
+    Returns:
+        Tensor [B, G, K]; zero outside each image's top-k classes.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    group_logits = logit_scale * group_embeds @ class_embeds.t()  # [B, G, K]
+    affinity = group_logits.softmax(dim=-1)
+    image_probs = (logit_scale * image_embeds @ class_embeds.t()).softmax(dim=-1)  # [B, K]
+    keep_idx = image_probs.topk(min(top_k, class_embeds.shape[0]), dim=-1).indices  # [B, k]
+    keep = torch.zeros_like(image_probs, dtype=torch.bool).scatter_(1, keep_idx, True)
+    restricted = group_logits.masked_fill(~keep[:, None, :], float("-inf")).softmax(dim=-1)
+    return restricted * affinity
+
+
+def background_channel(fg_scores: Tensor, affinity: Tensor, bg_thresh: float) -> Tensor:
+    """Binary background score (step 5).
+
+    A pixel is background when its best foreground score is below
+    ``min(bg_thresh, max of the image's affinity B * A)``. Capping by the image's maximum
+    means the pixels of the image's most confident group always stay foreground, even when
+    every affinity of the image is below ``bg_thresh``.
+
+    Args:
+        fg_scores: [B, K, H, W] foreground scores (one-hot groups @ affinity).
+        affinity: [B, G, K] group-class affinity of the same images.
+        bg_thresh: threshold in [0, 1] (0.95 VOC / COCO-Object, 0.35 PASCAL Context).
+
+    Returns:
+        Tensor [B, 1, H, W], 1.0 for background and 0.0 elsewhere, dtype of ``fg_scores``.
+    """
+    thresh = affinity.flatten(1).amax(dim=1).clamp(max=bg_thresh)  # [B]
+    is_bg = fg_scores.amax(dim=1, keepdim=True) < thresh[:, None, None, None]
+    return is_bg.to(fg_scores.dtype)
+
+
+def scores_from_features(
+    features: SegmentationFeatures,
+    class_embeds: Tensor,
+    logit_scale: Tensor | float,
+    output_size: tuple[int, int],
+    background: bool = True,
+    bg_thresh: float = 0.95,
+    top_k: int = 5,
+) -> Tensor:
+    """Steps 2-5 on the model's segmentation features of one batch.
+
+    Args:
+        features: ``SegmentationFeatures`` (soft assignments, projected unnormalised group and
+            image embeddings, patch grid).
+        class_embeds: [K, D] L2-normalised class embeddings.
+        logit_scale: scalar, min(exp(logit_scale), 100).
+        output_size: (H, W) of the input images.
+        background: prepend the background channel.
+        bg_thresh: background threshold (used when ``background``).
+        top_k: image-level classes kept per image.
+
+    Returns:
+        Tensor [B, C, H, W], C = K + 1 (background at channel 0) or K.
+    """
+    group_map = stage_group_maps(features.assignments)[-1]  # [B, N, G]
+    groups_1hot = group_to_pixel_map(group_map, features.grid_size, output_size)  # [B, G, H, W]
+    group_embeds = F.normalize(features.group_embeds, dim=-1)
+    if group_embeds.shape[1] != groups_1hot.shape[1]:
+        raise ValueError(
+            f"{group_embeds.shape[1]} group embeddings but the last assignment has {groups_1hot.shape[1]} groups"
+        )
+    image_embeds = F.normalize(features.image_embeds, dim=-1)
+    affinity = group_class_affinity(group_embeds, image_embeds, class_embeds, logit_scale, top_k)  # [B, G, K]
+    fg_scores = torch.einsum("bghw,bgk->bkhw", groups_1hot, affinity.to(groups_1hot.dtype))
+    if not background:
+        return fg_scores
+    return torch.cat([background_channel(fg_scores, affinity, bg_thresh), fg_scores], dim=1)
+
+
+def resize_group_ids(group_map: Tensor, grid_size: tuple[int, int], output_size: tuple[int, int]) -> Tensor:
+    """Hard group id per pixel: LongTensor [B, H, W] (argmax of the resized soft map [B, h*w, G])."""
+    return _resize_group_map(group_map, grid_size, output_size).argmax(dim=1)
