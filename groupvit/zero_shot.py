@@ -141,7 +141,7 @@ class ZeroShotSegmenter:
         ``load_state_dict``).
         """
         device, dtype = _device_dtype(self.model)
-        key = (device, dtype, tuple((id(p), p._version) for p in self.model.parameters()))
+        key = (device, dtype, tuple((id(p), _version(p)) for p in self.model.parameters()))
         if self._cache is None or self._cache[0] != key:
             embeds = build_class_embeddings(
                 self.model, self.tokenizer, self.class_names, self.templates, device
@@ -221,6 +221,14 @@ class ZeroShotSegmenter:
 def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     param = next(iter(model.parameters()), None)
     return (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
+
+
+def _version(tensor: Tensor) -> int:
+    """In-place modification counter of a tensor (bumped by optimiser steps and ``copy_``)."""
+    try:
+        return tensor._version
+    except RuntimeError:  # tensors created under torch.inference_mode() have no counter
+        return 0
 
 
 def _check_class_names(class_names: Sequence[str]) -> tuple[str, ...]:

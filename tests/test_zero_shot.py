@@ -415,3 +415,10 @@ def test_segmenter_image_errors(fake: FakeGroupViT, images: object, match: str) 
         seg.predict(images)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=match):
         seg.group_maps(images)  # type: ignore[arg-type]
+
+
+def test_segmenter_model_built_in_inference_mode() -> None:
+    with torch.inference_mode():  # parameters without a version counter
+        model = FakeGroupViT().eval()
+        result = ZeroShotSegmenter(model, ["cat", "dog"]).predict(torch.randn(1, 3, 16, 16))
+    assert result.scores.shape == (1, 3, 16, 16)
