@@ -1,0 +1,127 @@
+"""mmseg side of the pictures: GroupViTVisualizer, GroupViTVisualizationHook and ``--show-dir``."""
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mmengine.structures import PixelData
+from mmseg.registry import MODELS, VISUALIZERS
+from mmseg.structures import SegDataSample
+from PIL import Image
+
+import mmseg_plugins  # noqa: F401  (compat layer first)
+from groupvit.visualization import BOUNDARY_COLOR, boundary_mask
+from mmseg_plugins.visualizer import GROUP_MAPS_FIELD, GroupViTVisualizer, attach_group_maps
+
+CLASSES = ("background", "red", "green")
+PALETTE = [[0, 0, 0], [200, 0, 0], [0, 200, 0]]
+MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+_names = itertools.count()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _mmseg_scope() -> None:
+    from mmseg.utils import register_all_modules  # imported after mmseg_plugins: needs its compat layer
+
+    register_all_modules(
+        init_default_scope=True
+    )  # model parts resolve in the mmseg scope, as under the Runner
+
+
+def _visualizer(save_dir: Path, **kwargs) -> GroupViTVisualizer:
+    vis = VISUALIZERS.build(
+        dict(
+            type="GroupViTVisualizer",
+            name=f"vis_test_{next(_names)}",  # mmengine keeps one instance per name
+            vis_backends=[dict(type="LocalVisBackend")],
+            save_dir=str(save_dir),
+            alpha=0.5,
+            **kwargs,
+        )
+    )
+    vis.dataset_meta = dict(classes=CLASSES, palette=PALETTE)
+    return vis
+
+
+def _sample(height: int = 40, width: int = 56, with_groups: bool = True) -> tuple[np.ndarray, SegDataSample]:
+    image = np.full((height, width, 3), 120, dtype=np.uint8)
+    labels = torch.zeros(1, height, width, dtype=torch.long)
+    labels[:, : height // 2, : width // 2] = 1
+    labels[:, height // 2 :, width // 2 :] = 2
+    sample = SegDataSample(metainfo=dict(img_shape=(height, width), ori_shape=(height, width)))
+    sample.pred_sem_seg = PixelData(data=labels)
+    if with_groups:
+        yy, xx = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+        stage1 = (yy // 10) * 4 + xx // 14  # 16 groups
+        stage2 = (xx >= width // 2).long()  # 2 groups
+        sample.set_field(PixelData(data=torch.stack([stage1, stage2])), GROUP_MAPS_FIELD)
+    return image, sample
+
+
+def _colors(path: Path) -> set[tuple[int, ...]]:
+    pixels = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3)
+    return {tuple(int(v) for v in c) for c in pixels} - {BOUNDARY_COLOR}
+
+
+def test_visualizer_writes_overlay_and_group_pictures(tmp_path: Path) -> None:
+    vis = _visualizer(tmp_path)
+    image, sample = _sample()
+    vis.add_datasample("img.jpg", image, sample, step=3)
+    out = tmp_path / "vis_data" / "vis_image"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "img.jpg_3.png",
+        "img.jpg_stage1_3.png",
+        "img.jpg_stage2_3.png",
+    ]
+    for name in ("img.jpg_stage1_3.png", "img.jpg_stage2_3.png"):
+        assert Image.open(out / name).size == (56, 40)
+    maps = sample.get(GROUP_MAPS_FIELD).data.numpy()
+    for stage, group_map in enumerate(maps, start=1):
+        # The input is one grey, so every group is one colour (boundaries aside).
+        assert len(_colors(out / f"img.jpg_stage{stage}_3.png")) == len(
+            np.unique(group_map[~boundary_mask(group_map)])
+        )
+
+
+def test_visualizer_out_file_and_extra_modes(tmp_path: Path) -> None:
+    vis = _visualizer(tmp_path / "unused", modes=("all_groups", "overview", "input_pred_label"))
+    image, sample = _sample()
+    vis.add_datasample("x", image, sample, out_file=str(tmp_path / "shown" / "a.png"))
+    got = sorted(p.name for p in (tmp_path / "shown").iterdir())
+    assert got == ["a.png", "a_input_pred_label.png", "a_overview.png", "a_stage1.png", "a_stage2.png"]
+    assert Image.open(tmp_path / "shown" / "a_input_pred_label.png").size == (56, 40)
+
+
+def test_visualizer_without_group_maps_draws_only_what_it_can(tmp_path: Path) -> None:
+    vis = _visualizer(tmp_path, modes=("all_groups", "input_pred"))
+    image, sample = _sample(with_groups=False)
+    vis.add_datasample("plain", image, sample)
+    got = sorted(p.name for p in (tmp_path / "vis_data" / "vis_image").iterdir())
+    assert got == ["plain_0.png", "plain_input_pred_0.png"]
+
+
+def test_visualizer_rejects_unknown_mode(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown mode"):
+        _visualizer(tmp_path, modes=("groups",))
+
+
+def test_attach_group_maps_from_segmentor() -> None:
+    model = MODELS.build(
+        dict(
+            type="GroupViTSegmentor",
+            model_name="groupvit_tiny",
+            class_names=CLASSES,
+            data_preprocessor=dict(type="SegDataPreProcessor", mean=MEAN, std=STD, bgr_to_rgb=True),
+        )
+    ).eval()
+    image = torch.randint(0, 256, (3, 64, 96), dtype=torch.uint8)
+    meta = dict(img_shape=(64, 96), ori_shape=(48, 72))
+    batch = dict(inputs=[image], data_samples=[SegDataSample(metainfo=meta)])
+    outputs = model.test_step(batch)
+    attach_group_maps(model, batch, outputs)
+    maps = outputs[0].get(GROUP_MAPS_FIELD).data
+    stages = len(model.segmenter.group_maps(torch.zeros(1, 3, 64, 64)))
+    assert maps.shape == (stages, 48, 72) and maps.dtype == torch.long
+    assert tuple(outputs[0].pred_sem_seg.shape) == (48, 72)
