@@ -1,0 +1,26 @@
+# Runtime shared by the GroupViT evaluation configs (mmengine Runner, mmseg scope).
+default_scope = "mmseg"
+# Loads mmseg_plugins (compat layer first, then GroupViTSegmentor, datasets, hooks) in every process.
+custom_imports = dict(imports=["mmseg_plugins"], allow_failed_imports=False)
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
+    dist_cfg=dict(backend="nccl"),
+)
+vis_backends = [dict(type="LocalVisBackend")]
+# `--show-dir DIR` turns on drawing and writes prediction overlays under DIR.
+visualizer = dict(type="SegLocalVisualizer", vis_backends=vis_backends, name="visualizer", alpha=0.5)
+default_hooks = dict(
+    timer=dict(type="IterTimerHook"),
+    logger=dict(type="LoggerHook", interval=50, log_metric_by_epoch=False),
+    sampler_seed=dict(type="DistSamplerSeedHook"),
+    visualization=dict(type="SegVisualizationHook", draw=False, interval=1),
+)
+# Hands the evaluated dataset's metainfo (class names) to the model before val/test.
+custom_hooks = [dict(type="DatasetMetaHook")]
+log_processor = dict(by_epoch=False)
+log_level = "INFO"
+load_from = None
+resume = False
+val_cfg = dict(type="ValLoop")
+test_cfg = dict(type="TestLoop")

@@ -1,0 +1,284 @@
+"""GroupViT as an mmseg 1.x segmentor: a thin adapter around :class:`groupvit.ZeroShotSegmenter`.
+
+The protocol (class embeddings, grouping, affinities, background threshold, sliding windows,
+resizing of the scores) lives in :mod:`groupvit.zero_shot`; this module only
+
+* builds the model from the config (``groupvit.create_model``),
+* takes the class names from the evaluated dataset's metainfo (:class:`DatasetMetaHook`), applies the
+  config's rename map and hands them to a lazily built ``ZeroShotSegmenter``,
+* packs the scores into ``SegDataSample`` (``seg_logits`` and ``pred_sem_seg`` at the original size),
+* makes checkpoints in the official, HF or our layout fit its state dict when mmengine loads
+  ``--checkpoint`` (and says which keys do not fit otherwise).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.structures import PixelData
+from mmseg.models.segmentors import BaseSegmentor
+from mmseg.registry import HOOKS, MODELS
+from mmseg.structures import SegDataSample
+from torch import Tensor
+
+import groupvit
+from groupvit.zero_shot import ZeroShotSegmenter, resize_scores
+
+__all__ = ["DatasetMetaHook", "GroupViTSegmentor"]
+
+# Entries a checkpoint may lack without harm: BatchNorm step counters, and the multi-label
+# temperature that only training uses (HF checkpoints have none).
+_OPTIONAL_KEYS = ("num_batches_tracked", "multi_label_logit_scale")
+
+
+@MODELS.register_module()
+class GroupViTSegmentor(BaseSegmentor):
+    """Zero-shot semantic segmentation with GroupViT (evaluation only).
+
+    Args:
+        model_name: ``groupvit`` preset, see ``groupvit.list_models()``.
+        model_overrides: config overrides for ``groupvit.create_model`` (dotted keys or nested dicts).
+        checkpoint: initial weights for ``groupvit.create_model`` (path, URL or release tag); ``--checkpoint``
+            / ``load_from`` load over them (any layout, see :func:`_fit_checkpoint`).
+        class_names: class names in label order (background first when ``background``); None takes
+            them from the evaluated dataset's ``metainfo['classes']`` (set by :class:`DatasetMetaHook`).
+        class_renames: dataset name -> name fed to the text encoder, e.g. ``{"tvmonitor": "monitor"}``.
+        templates: prompt template set (``"simple"``, ``"subset"``, ``"imagenet"``) or a list of templates.
+        background: label 0 is background, scored by thresholding (not by a text embedding).
+        bg_thresh: background threshold (0.95 VOC / COCO-Object, 0.35 PASCAL Context in the paper).
+        top_k: image-level classes kept per image.
+        test_cfg: ``dict(mode="whole")`` or ``dict(mode="slide", crop_size=(h, w), stride=(h, w))``.
+        data_preprocessor: ``SegDataPreProcessor`` config (ImageNet mean / std, RGB).
+    """
+
+    def __init__(
+        self,
+        model_name: str = "groupvit_s",
+        model_overrides: dict | None = None,
+        checkpoint: str | None = None,
+        class_names: Sequence[str] | None = None,
+        class_renames: Mapping[str, str] | None = None,
+        templates: str | Sequence[str] = "simple",
+        background: bool = True,
+        bg_thresh: float = 0.95,
+        top_k: int = 5,
+        test_cfg: dict | None = None,
+        data_preprocessor: dict | None = None,
+        init_cfg: dict | None = None,
+    ) -> None:
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.model_name = model_name
+        self.model = groupvit.create_model(model_name, checkpoint=checkpoint, **dict(model_overrides or {}))
+        self.test_cfg = _check_test_cfg(test_cfg)
+        self.class_names = tuple(class_names) if class_names else None
+        self.class_renames = dict(class_renames or {})
+        self.templates = templates
+        self.background = background
+        self.bg_thresh = bg_thresh
+        self.top_k = top_k
+        self.align_corners = False
+        self._dataset_meta: dict | None = None
+        self._segmenter: ZeroShotSegmenter | None = None
+        self.register_load_state_dict_pre_hook(_fit_checkpoint)
+
+    # -- class names ---------------------------------------------------------------------------------
+
+    @property
+    def dataset_meta(self) -> dict | None:
+        """Metainfo of the evaluated dataset (set by :class:`DatasetMetaHook` before val / test)."""
+        return self._dataset_meta
+
+    @dataset_meta.setter
+    def dataset_meta(self, meta: Mapping | None) -> None:
+        self._dataset_meta = dict(meta) if meta is not None else None
+        self._segmenter = None
+
+    def text_class_names(self) -> tuple[str, ...]:
+        """Names fed to the text encoder: the label-order names, renamed, without the background."""
+        names = self.class_names or (self._dataset_meta or {}).get("classes")
+        if not names:
+            raise ValueError(
+                "GroupViTSegmentor has no class names: they come from the evaluated dataset's "
+                "metainfo['classes'] through custom_hooks=[dict(type='DatasetMetaHook')] (see "
+                "configs/_base_/default_runtime.py), or set model.class_names in the config."
+            )
+        names = tuple(self.class_renames.get(name, name) for name in names)
+        return names[1:] if self.background else names
+
+    @property
+    def segmenter(self) -> ZeroShotSegmenter:
+        """The ``groupvit`` zero-shot helper, built on first use (class embeddings are cached there)."""
+        if self._segmenter is None:
+            mode = self.test_cfg["mode"]
+            self._segmenter = ZeroShotSegmenter(
+                self.model,
+                self.text_class_names(),
+                templates=self.templates,
+                background=self.background,
+                bg_thresh=self.bg_thresh,
+                top_k=self.top_k,
+                mode=mode,
+                **(
+                    {"window": self.test_cfg["crop_size"], "stride": self.test_cfg["stride"]}
+                    if mode == "slide"
+                    else {}
+                ),
+            )
+        return self._segmenter
+
+    # -- mmseg interface ------------------------------------------------------------------------------
+
+    def extract_feat(self, inputs: Tensor) -> Any:
+        """inputs [B, 3, H, W] (normalised) -> ``groupvit.SegmentationFeatures``."""
+        return self.model.forward_segmentation(inputs)
+
+    def encode_decode(self, inputs: Tensor, batch_img_metas: list[dict] | None = None) -> Tensor:
+        """inputs [B, 3, H, W] (normalised) -> scores [B, C, H, W] at the input size."""
+        return self.segmenter.predict(inputs).scores
+
+    def _forward(self, inputs: Tensor, data_samples: list | None = None) -> Tensor:
+        return self.encode_decode(inputs)
+
+    def loss(self, inputs: Tensor, data_samples: list) -> dict:
+        raise NotImplementedError(
+            "GroupViTSegmentor is evaluation-only (zero-shot); train with GroupViTTrainModel instead"
+        )
+
+    @torch.no_grad()
+    def predict(self, inputs: Tensor, data_samples: list[SegDataSample] | None = None) -> list[SegDataSample]:
+        """Segment a batch; returns ``SegDataSample``s with ``seg_logits`` [C, H0, W0] and ``pred_sem_seg``
+        [1, H0, W0] at each image's original size (H0, W0).
+
+        Images of a batch are segmented one by one on their own (unpadded) extent, so batching does
+        not change the sliding windows.
+        """
+        if data_samples is None:
+            size = tuple(inputs.shape[-2:])
+            data_samples = [SegDataSample(metainfo=dict(img_shape=size, ori_shape=size)) for _ in inputs]
+        for image, sample in zip(inputs, data_samples):
+            meta = sample.metainfo
+            height, width = meta.get("img_shape", image.shape[-2:])[:2]
+            scores = self.segmenter.predict(image[None, :, :height, :width]).scores
+            if meta.get("flip", False):
+                scores = scores.flip(dims=(3,) if meta.get("flip_direction") == "horizontal" else (2,))
+            scores = resize_scores(scores, tuple(meta.get("ori_shape", (height, width))[:2]))[0]
+            sample.set_data(
+                {
+                    "seg_logits": PixelData(data=scores),
+                    "pred_sem_seg": PixelData(data=scores.argmax(dim=0, keepdim=True)),
+                }
+            )
+        return data_samples
+
+
+@HOOKS.register_module()
+class DatasetMetaHook(Hook):
+    """Gives the model the evaluated dataset's metainfo (``model.dataset_meta``) before val and test."""
+
+    def before_val(self, runner: Any) -> None:
+        self._set_meta(runner, runner.val_loop.dataloader.dataset)
+
+    def before_test(self, runner: Any) -> None:
+        self._set_meta(runner, runner.test_loop.dataloader.dataset)
+
+    @staticmethod
+    def _set_meta(runner: Any, dataset: Any) -> None:
+        meta = getattr(dataset, "metainfo", None) or {}
+        if not meta.get("classes"):
+            raise ValueError(
+                f"dataset {type(dataset).__name__} has no class names (metainfo['classes']): set "
+                "`metainfo=dict(classes=(...))` on the dataset in the config, label value i -> classes[i]"
+            )
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model.dataset_meta = copy.deepcopy(meta)
+
+
+def _check_test_cfg(test_cfg: dict | None) -> dict:
+    cfg = dict(mode="whole", **(test_cfg or {}))
+    if cfg["mode"] not in ("whole", "slide"):
+        raise ValueError(f"test_cfg.mode must be 'whole' or 'slide', got {cfg['mode']!r}")
+    if cfg["mode"] == "slide" and not {"crop_size", "stride"} <= cfg.keys():
+        raise ValueError("test_cfg with mode='slide' needs crop_size=(h, w) and stride=(h, w)")
+    for key in ("crop_size", "stride"):
+        if key in cfg:
+            cfg[key] = tuple(cfg[key]) if isinstance(cfg[key], (list, tuple)) else cfg[key]
+    return cfg
+
+
+def _fit_checkpoint(
+    module: GroupViTSegmentor,
+    state_dict: dict,
+    prefix: str,
+    local_metadata: dict,
+    strict: bool,
+    missing_keys: list,
+    unexpected_keys: list,
+    error_msgs: list,
+) -> None:
+    """``load_state_dict`` pre-hook: rewrite a GroupViT checkpoint in any layout to ``model.<our key>``.
+
+    Accepts the official release (``{"model": {...}, ...}`` or its bare state dict), HF
+    transformers' ``GroupViTModel``, our ``GroupViT`` state dict, and this segmentor's own
+    (``model.``-prefixed) entries. Raises ``ValueError`` listing keys when the file is not a GroupViT
+    checkpoint or does not fit the configured model (mmengine would only warn and go on).
+    """
+    from groupvit.checkpoint import convert_state_dict
+
+    entries = {
+        key[len(prefix) :]: state_dict.pop(key) for key in [k for k in state_dict if k.startswith(prefix)]
+    }
+    weights = _unwrap(entries)
+    try:
+        converted = convert_state_dict(weights, dst="ours")
+    except (ValueError, KeyError) as error:
+        raise ValueError(
+            f"--checkpoint is not a GroupViT checkpoint in the official, HF or our layout ({error}); "
+            f"it has {len(weights)} tensors, e.g. {_sample_keys(weights)}"
+        ) from error
+    _check_fits(module, converted)
+    state_dict.update({f"{prefix}model.{key}": value for key, value in converted.items()})
+    module._segmenter = None
+
+
+def _unwrap(entries: dict[str, Any]) -> dict[str, Tensor]:
+    """The tensors of a checkpoint, without the official wrapper or our ``model.`` prefix."""
+    if isinstance(entries.get("model"), Mapping):  # official release: {"model": state_dict, "epoch": ...}
+        entries = dict(entries["model"])
+    tensors = {key: value for key, value in entries.items() if isinstance(value, Tensor)}
+    if tensors and all(key.startswith("model.") for key in tensors):
+        tensors = {key[len("model.") :]: value for key, value in tensors.items()}
+    return tensors
+
+
+def _check_fits(module: GroupViTSegmentor, converted: Mapping[str, Tensor]) -> None:
+    expected = module.model.state_dict()
+    missing = [k for k in expected if k not in converted and not k.endswith(_OPTIONAL_KEYS)]
+    unexpected = [k for k in converted if k not in expected]
+    reshaped = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        for k, v in converted.items()
+        if k in expected and v.shape != expected[k].shape
+    ]
+    if not (missing or unexpected or reshaped):
+        return
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys, e.g. {missing[:8]}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys, e.g. {unexpected[:8]}")
+    if reshaped:
+        problems.append(f"{len(reshaped)} keys with other shapes, e.g. {reshaped[:8]}")
+    raise ValueError(
+        f"--checkpoint does not fit GroupViTSegmentor(model_name={module.model_name!r}): "
+        + "; ".join(problems)
+        + ". Check model.model_name / model.model_overrides in the config against the checkpoint."
+    )
+
+
+def _sample_keys(weights: Mapping[str, Any], n: int = 8) -> list[str]:
+    return list(weights)[:n]

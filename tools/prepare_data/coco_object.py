@@ -1,0 +1,150 @@
+"""Write COCO-Object label maps (background + 80 thing classes) from COCO instance annotations.
+
+    python tools/prepare_data/coco_object.py data/coco            # val2017 (the benchmark split)
+    python tools/prepare_data/coco_object.py data/coco --split train2017
+
+Reads ``<root>/annotations/instances_<split>.json`` and writes, for every image of the split,
+``<root>/annotations/<split>/<image stem>_instanceTrainIds.png`` (8-bit grey): 0 background,
+i for ``COCO_OBJECT_CLASSES[i]`` (1..80, COCO category-id order). Instances are painted largest
+first, so a smaller object on top of a larger one keeps its label; crowd regions get their class.
+Pixels no instance covers are background, stuff included (there is no "unlabelled" class here).
+Images are expected in ``<root>/images/<split>/`` (the layout ``configs/_base_/datasets/coco_object.py``
+reads); they are not opened, the sizes come from the annotation file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+# Background + the 80 COCO categories, spelled as in the annotation files (same list as the
+# metainfo of mmseg_plugins.datasets.COCOObjectDataset; tests check that they agree).
+from groupvit.class_names import COCO_OBJECT_CLASSES
+
+SUFFIX = "_instanceTrainIds.png"
+
+
+def rle_counts(counts: str | list[int]) -> list[int]:
+    """Run lengths of a COCO RLE: a list as is, or the compressed string form decoded.
+
+    The string packs each count into 6-bit characters (offset 48): 5 payload bits, bit 0x20 says
+    "more characters follow", the last character's bit 0x10 is the sign; from the third count on,
+    the value is stored as a difference to the count two places back.
+    """
+    if not isinstance(counts, str):
+        return [int(c) for c in counts]
+    out: list[int] = []
+    pos = 0
+    while pos < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            char = ord(counts[pos]) - 48
+            value |= (char & 0x1F) << shift
+            more = bool(char & 0x20)
+            pos += 1
+            shift += 5
+            if not more and char & 0x10:
+                value |= -1 << shift
+        if len(out) > 2:
+            value += out[-2]
+        out.append(value)
+    return out
+
+
+def rle_to_mask(rle: dict) -> np.ndarray:
+    """COCO RLE ``{"size": [h, w], "counts": ...}`` -> bool mask [h, w] (runs are column-major)."""
+    height, width = rle["size"]
+    flat = np.zeros(height * width, dtype=bool)
+    pos, fill = 0, False
+    for run in rle_counts(rle["counts"]):
+        if fill:
+            flat[pos : pos + run] = True
+        pos += run
+        fill = not fill
+    return flat.reshape(width, height).T
+
+
+def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np.ndarray:
+    """COCO polygons ``[[x1, y1, x2, y2, ...], ...]`` -> bool mask [h, w]."""
+    canvas = Image.new("1", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    for poly in polygons:
+        if len(poly) >= 6:
+            draw.polygon([(poly[i], poly[i + 1]) for i in range(0, len(poly) - 1, 2)], fill=1, outline=1)
+    return np.array(canvas, dtype=bool)
+
+
+def annotation_mask(segmentation: list | dict, height: int, width: int) -> np.ndarray:
+    if isinstance(segmentation, list):
+        return polygons_to_mask(segmentation, height, width)
+    if isinstance(segmentation.get("counts"), (list, str)):
+        return rle_to_mask(segmentation)
+    raise ValueError(f"unsupported segmentation format: {type(segmentation).__name__}")
+
+
+def label_map(image: dict, annotations: list[dict], category_to_label: dict[int, int]) -> np.ndarray:
+    """uint8 [h, w]: 0 background, the COCO-Object label of the instance painted last elsewhere."""
+    height, width = image["height"], image["width"]
+    out = np.zeros((height, width), dtype=np.uint8)
+    for ann in sorted(annotations, key=lambda a: -float(a.get("area", 0.0))):
+        mask = annotation_mask(ann["segmentation"], height, width)
+        if mask.shape != out.shape:
+            raise ValueError(
+                f"annotation {ann.get('id')} has size {mask.shape}, image {image['id']} {out.shape}"
+            )
+        out[mask] = category_to_label[ann["category_id"]]
+    return out
+
+
+def category_labels(categories: list[dict], class_names: tuple[str, ...]) -> dict[int, int]:
+    """COCO category id -> COCO-Object label (index in ``class_names``), matched by name."""
+    index = {name: i for i, name in enumerate(class_names)}
+    unknown = [c["name"] for c in categories if c["name"] not in index]
+    if unknown:
+        raise ValueError(f"categories not among the 80 COCO-Object classes: {unknown}")
+    return {c["id"]: index[c["name"]] for c in categories}
+
+
+def convert(annotation_file: Path, out_dir: Path) -> int:
+    """Write one label PNG per image of ``annotation_file`` into ``out_dir``; returns the count."""
+    with open(annotation_file, encoding="utf-8") as f:
+        coco = json.load(f)
+    category_to_label = category_labels(coco["categories"], COCO_OBJECT_CLASSES)
+    per_image: dict[int, list[dict]] = defaultdict(list)
+    for ann in coco["annotations"]:
+        per_image[ann["image_id"]].append(ann)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for image in coco["images"]:
+        labels = label_map(image, per_image.get(image["id"], []), category_to_label)
+        Image.fromarray(labels, mode="L").save(out_dir / (Path(image["file_name"]).stem + SUFFIX))
+    return len(coco["images"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path, help="COCO root holding annotations/instances_<split>.json")
+    parser.add_argument("--split", default="val2017", help="val2017 (benchmark) or train2017")
+    parser.add_argument("--out-dir", type=Path, help="default: <root>/annotations/<split>")
+    args = parser.parse_args(argv)
+    annotation_file = args.root / "annotations" / f"instances_{args.split}.json"
+    if not annotation_file.is_file():
+        print(
+            f"error: {annotation_file} not found; unpack annotations_trainval2017.zip from "
+            "https://cocodataset.org/#download into the COCO root",
+            file=sys.stderr,
+        )
+        return 2
+    out_dir = args.out_dir or args.root / "annotations" / args.split
+    count = convert(annotation_file, out_dir)
+    print(f"wrote {count} label maps to {out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
