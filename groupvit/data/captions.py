@@ -144,7 +144,8 @@ def extract_words(caption: str) -> tuple[list[str], list[str]]:
         nouns, verbs = [], []
         for token, tag in nltk.pos_tag(tokens):
             word = token.lower()
-            if not any(ch.isalpha() for ch in word):
+            # single letters ("i", "a" mis-tagged as NN) and punctuation make no prompt
+            if len(word) < 2 or not any(ch.isalpha() for ch in word):
                 continue
             if tag in _NOUN_TAGS:
                 nouns.append(word)

@@ -9,8 +9,9 @@ Per source: shard list -> split by rank -> split by DataLoader worker -> shard
 order shuffled -> tar reading -> sample shuffle buffer (raw bytes, cheap) ->
 decode + transforms. Unreadable shards, tar errors, samples without an image or
 caption and undecodable images are skipped and counted (``skipped`` in the next
-sample); they never stop training. A tar-level error counts once even though the
-rest of that shard is lost.
+sample); they never stop training. The count is of errors: a missing shard counts
+1, a shard cut short counts 1-2 (webdataset reports the member read and the tar
+iteration) although the rest of that shard is lost.
 """
 
 from __future__ import annotations
@@ -47,14 +48,19 @@ def _decode_samples(
     transform: Callable[[Any], torch.Tensor] | None,
     text_transform: Callable[[str], torch.Tensor] | None,
 ) -> Iterator[dict[str, Any]]:
-    """Raw tar samples -> ``{"image", "text", "skipped"}``; bad samples are counted, not raised."""
+    """Raw tar samples -> ``{"image", "text", "skipped"}``; bad samples are counted, not raised.
+
+    One good sample is held back until the next one (or the end of the stream) so
+    that skips after a worker's last sample, e.g. a broken final shard, are still
+    reported: they are added to that last sample.
+    """
+    held: dict[str, Any] | None = None
     for sample in samples:
         where = f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}"
         image_key = next((ext for ext in IMAGE_EXTENSIONS if ext in sample), None)
         if image_key is None or "txt" not in sample:
-            skips.skip(
-                f"{where}: no image or no txt member (has {sorted(k for k in sample if k[:2] != '__')})"
-            )
+            members = sorted(k for k in sample if not k.startswith("__"))
+            skips.skip(f"{where}: no image or no txt member (has {members})")
             continue
         try:
             image = decode_image(sample[image_key])
@@ -62,11 +68,16 @@ def _decode_samples(
         except Exception as exc:  # any decoder error: skip, count, go on
             skips.skip(f"{where}.{image_key}: {type(exc).__name__}: {exc}")
             continue
-        yield {
+        if held is not None:
+            yield held
+        held = {
             "image": transform(image) if transform else image,
             "text": text_transform(caption) if text_transform else caption,
             "skipped": skips.pop(),
         }
+    if held is not None:
+        held["skipped"] += skips.pop()
+        yield held
 
 
 def _source_pipeline(
