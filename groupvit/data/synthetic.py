@@ -90,7 +90,7 @@ def _house(u: Array, v: Array, c: Array, rng: np.random.Generator) -> tuple[Arra
     row = np.floor((v + 1.0) / 0.2)
     mortar = ((v + 1.0) % 0.2 < 0.05) | (((u + 1.0 + 0.2 * (row % 2)) % 0.4) < 0.06)
     rgb = _shade(c, np.where(mortar, 0.62, 1.0))
-    rgb[roof] = c * np.array([0.7, 0.35, 0.3])
+    rgb[roof] = c * 0.6  # a darker shade of the same hue: apple red stays apple-only
     door = (np.abs(u) < 0.16) & (v > 0.5)
     rgb[door & walls] = c * 0.35
     return walls | roof, rgb
@@ -116,7 +116,7 @@ def _tree(u: Array, v: Array, c: Array, rng: np.random.Generator) -> tuple[Array
     h, w = u.shape
     leaves = _smooth_noise(rng, h, w, cell=max(2, min(h, w) // 6))
     rgb = _shade(c, 0.65 + 0.6 * leaves)
-    rgb[trunk & ~crown] = (110, 70, 35)
+    rgb[trunk & ~crown] = c * np.array([1.6, 0.45, 0.5])  # dark olive trunk
     return crown | trunk, rgb
 
 
@@ -159,7 +159,7 @@ def _flower(u: Array, v: Array, c: Array, rng: np.random.Generator) -> tuple[Arr
     petals = r < 0.5 + 0.48 * np.abs(np.cos(2.5 * theta))
     centre = r < 0.28
     rgb = _shade(c, 0.8 + 0.35 * np.clip(r, 0, 1))  # petals lighter towards their tips
-    rgb[centre] = (250, 210, 40)
+    rgb[centre] = c * np.array([0.6, 0.3, 0.55])  # dark magenta, not star yellow
     return petals | centre, rgb
 
 
@@ -271,9 +271,9 @@ class _Placed:
 
 
 def _place_objects(rng: np.random.Generator, size: int) -> list[_Placed]:
-    """1-3 objects, 20-50% of the side, with limited overlap."""
+    """1-3 objects, 24-55% of the side (smaller when there are more), with limited overlap."""
     n = int(rng.choice([1, 2, 3], p=[0.4, 0.35, 0.25]))
-    lo, hi = {1: (0.32, 0.5), 2: (0.26, 0.42), 3: (0.2, 0.36)}[n]
+    lo, hi = {1: (0.35, 0.55), 2: (0.28, 0.45), 3: (0.24, 0.38)}[n]
     cats = list(rng.choice(len(CATEGORY_SPECS), size=n, replace=False))
     if n >= 2 and rng.random() < 0.15:  # sometimes two of the same kind
         cats[1] = cats[0]
