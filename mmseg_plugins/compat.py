@@ -8,7 +8,8 @@ where it is not needed:
    GroupViT needs no compiled op, so a stub module lets every mmseg module import; an mmseg model
    that *calls* a compiled op gets a :class:`CompiledOpUnavailableError` naming the op.
 2. ``torch.load`` safe globals. torch >= 2.6 loads with ``weights_only=True``; mmengine checkpoints
-   hold ``HistoryBuffer`` and numpy objects (message hub, metric history), which are allow-listed.
+   hold ``HistoryBuffer`` and numpy objects (message hub, metric history), which are allow-listed
+   (with a ``getattr`` limited to ``HistoryBuffer``'s methods, see :func:`_history_buffer_getattr`).
 3. ``setuptools < 81`` for ``mim``: openmim 0.3.9 imports ``pkg_resources`` (removed in setuptools 81);
    :func:`check_mim_setuptools` says so in words instead of a bare ``ModuleNotFoundError``.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.metadata
 import importlib.util
+import pickle
 import sys
 import types
 from collections.abc import Callable
@@ -108,6 +110,22 @@ def _numpy_safe_globals() -> list[Any]:
     return found
 
 
+def _history_buffer_getattr(obj: Any, name: str) -> Any:
+    """``getattr`` as the weights-only unpickler may call it: only ``HistoryBuffer.<statistics method>``.
+
+    torch.save pickles with protocol 2, which writes a method reference such as ``HistoryBuffer.mean``
+    (kept in every ``HistoryBuffer``'s state) as ``getattr(HistoryBuffer, "mean")``. Allowing the real
+    ``getattr`` would let a checkpoint reach any attribute of any allowed object; this one allows
+    exactly the public functions of ``HistoryBuffer``.
+    """
+    from mmengine.logging import HistoryBuffer
+
+    value = getattr(obj, name, None) if obj is HistoryBuffer and not name.startswith("_") else None
+    if not isinstance(value, types.FunctionType):
+        raise pickle.UnpicklingError(f"weights-only load: getattr({obj!r}, {name!r}) is not allowed")
+    return value
+
+
 def register_torch_load_safe_globals() -> bool:
     """Allow-list mmengine's and numpy's checkpoint objects for ``torch.load(weights_only=True)``."""
     add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
@@ -115,7 +133,7 @@ def register_torch_load_safe_globals() -> bool:
         return False
     from mmengine.logging import HistoryBuffer
 
-    add_safe_globals([HistoryBuffer, *_numpy_safe_globals()])
+    add_safe_globals([HistoryBuffer, (_history_buffer_getattr, "builtins.getattr"), *_numpy_safe_globals()])
     return True
 
 
