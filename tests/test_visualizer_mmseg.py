@@ -1,5 +1,6 @@
 """mmseg side of the pictures: GroupViTVisualizer, GroupViTVisualizationHook and ``--show-dir``."""
 
+import importlib.util
 import itertools
 from pathlib import Path
 
@@ -19,6 +20,7 @@ CLASSES = ("background", "red", "green")
 PALETTE = [[0, 0, 0], [200, 0, 0], [0, 200, 0]]
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
 _names = itertools.count()
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -125,3 +127,90 @@ def test_attach_group_maps_from_segmentor() -> None:
     stages = len(model.segmenter.group_maps(torch.zeros(1, 3, 64, 64)))
     assert maps.shape == (stages, 48, 72) and maps.dtype == torch.long
     assert tuple(outputs[0].pred_sem_seg.shape) == (48, 72)
+
+
+def _load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(f"groupvit_tool_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_dataset(root: Path) -> None:
+    (root / "img").mkdir(parents=True)
+    (root / "ann").mkdir()
+    for index, (height, width) in enumerate([(48, 64), (40, 40)]):
+        image = np.zeros((height, width, 3), dtype=np.uint8)
+        image[:, : width // 2] = (200, 30, 30)
+        image[:, width // 2 :] = (30, 200, 30)
+        labels = np.ones((height, width), dtype=np.uint8)
+        labels[:, width // 2 :] = 2
+        Image.fromarray(image).save(root / "img" / f"s{index}.png")
+        Image.fromarray(labels).save(root / "ann" / f"s{index}.png")
+
+
+def test_show_dir_writes_overlays_and_group_pictures(tmp_path: Path) -> None:
+    """``tools/test.py CONFIG CKPT --show-dir DIR`` (same config handling as ``mim test``) on a tiny model."""
+    from mmengine.runner import Runner
+
+    _write_dataset(tmp_path / "data")
+    config = tmp_path / "tiny_show.py"
+    config.write_text(
+        f"_base_ = [{str(ROOT / 'configs' / '_base_' / 'default_runtime.py')!r}]\n"
+        + SHOW_DIR_CONFIG.format(data_root=str(tmp_path / "data"), classes=CLASSES, mean=MEAN, std=STD)
+    )
+    checkpoint = tmp_path / "tiny.pth"
+    torch.save({"state_dict": {}}, checkpoint)
+    test_tool = _load_tool("test")
+    show_dir = tmp_path / "show"
+    args = test_tool.parse_args(
+        [str(config), str(checkpoint), "--show-dir", str(show_dir), "--work-dir", str(tmp_path / "work")]
+    )
+    cfg = test_tool.build_config(args)
+    cfg.load_from = None  # random tiny weights: nothing to load
+    Runner.from_cfg(cfg).test()
+
+    written = {p.name: p for p in show_dir.rglob("*.png")}
+    for index, size in ((0, (64, 48)), (1, (40, 40))):
+        overlay = f"test_s{index}.png_0.png"
+        assert overlay in written, sorted(written)
+        for stage in (1, 2):
+            group_picture = written[f"test_s{index}.png_stage{stage}_0.png"]
+            assert Image.open(group_picture).size == size
+    assert len(written) == 6
+
+
+SHOW_DIR_CONFIG = """
+model = dict(
+    type="GroupViTSegmentor",
+    model_name="groupvit_tiny",
+    bg_thresh=0.5,
+    data_preprocessor=dict(type="SegDataPreProcessor", mean={mean}, std={std}, bgr_to_rgb=True),
+)
+test_dataloader = dict(
+    batch_size=1,
+    num_workers=0,
+    sampler=dict(type="DefaultSampler", shuffle=False),
+    dataset=dict(
+        type="BaseSegDataset",
+        data_root={data_root!r},
+        data_prefix=dict(img_path="img", seg_map_path="ann"),
+        img_suffix=".png",
+        seg_map_suffix=".png",
+        metainfo=dict(classes={classes}),
+        pipeline=[
+            dict(type="LoadImageFromFile"),
+            dict(type="Resize", scale=(256, 64), keep_ratio=True),
+            dict(type="LoadAnnotations"),
+            dict(type="PackSegInputs"),
+        ],
+    ),
+)
+test_evaluator = dict(type="IoUMetric", iou_metrics=["mIoU"])
+val_dataloader = test_dataloader
+val_evaluator = test_evaluator
+visualizer = dict(
+    type="GroupViTVisualizer", vis_backends=[dict(type="LocalVisBackend")], name="show_dir_test", modes=("all_groups",)
+)
+default_hooks = dict(visualization=dict(type="GroupViTVisualizationHook", draw=False, interval=1))
+"""
