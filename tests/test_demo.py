@@ -131,3 +131,10 @@ def test_preprocess_short_side() -> None:
     pixels = demo.preprocess(image, 64)
     assert pixels.shape == (1, 3, 64, 128)
     assert pixels[0, 0].mean().item() == pytest.approx((1 - 0.485) / 0.229, rel=1e-4)
+
+
+def test_synthetic_class_list() -> None:
+    from groupvit.data.synthetic import CLASSES
+
+    assert demo.build_class_names(None, "synthetic") == list(CLASSES)
+    assert demo.BG_THRESH["synthetic"] == 0.5

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 import groupvit
 from groupvit.class_names import DATASET_BG_THRESH, DATASET_CLASSES
+from groupvit.data import synthetic
 from groupvit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from groupvit.sliding_window import resize_scores
 from groupvit.visualization import GROUP_MODES, MODES, render
@@ -30,6 +31,9 @@ from groupvit.visualization import GROUP_MODES, MODES, render
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"})
 DEFAULT_MODES = ("input_pred_label", "all_groups", "overview")
 CHECKPOINT_SUFFIXES = frozenset({".pth", ".pt", ".bin", ".ckpt", ".safetensors"})
+# The benchmarks' class lists, plus the procedural scenes the synthetic model is trained on.
+CLASS_LISTS: dict[str, tuple[str, ...]] = {**DATASET_CLASSES, "synthetic": synthetic.CLASSES}
+BG_THRESH: dict[str, float] = {**DATASET_BG_THRESH, "synthetic": 0.5}
 
 
 class DemoError(Exception):
@@ -42,9 +46,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("images", nargs="+", type=Path, help="image files and/or folders of images")
     parser.add_argument("--vocab", help='comma-separated class names, e.g. "cat,dog,grass"')
-    parser.add_argument(
-        "--dataset", choices=sorted(DATASET_CLASSES), help="start from this dataset's classes"
-    )
+    parser.add_argument("--dataset", choices=sorted(CLASS_LISTS), help="start from this dataset's classes")
     parser.add_argument(
         "--checkpoint", help="weights: a file, a URL or a released tag (gcc_yfcc, gcc_redcaps)"
     )
@@ -78,6 +80,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--checkpoint is required (or pass --random-init to try the pipeline without weights)")
     if args.checkpoint is not None and args.random_init:
         parser.error("--checkpoint and --random-init are exclusive")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: CUDA is not available here (use --device cpu)")
     if args.vocab is None and args.dataset is None:
         parser.error("give a vocabulary with --vocab and/or a class list with --dataset")
     try:
@@ -96,7 +100,7 @@ def build_class_names(vocab: str | None, dataset: str | None, background: bool =
     """
     names: list[str] = []
     if dataset is not None:
-        names.extend(DATASET_CLASSES[dataset][1:])
+        names.extend(CLASS_LISTS[dataset][1:])
     if vocab is not None:
         words = [w.strip() for w in vocab.split(",") if w.strip()]
         if not words:
@@ -192,7 +196,7 @@ def build_segmenter(args: argparse.Namespace) -> tuple[groupvit.ZeroShotSegmente
     has_bg = not args.no_background
     bg_thresh = args.bg_thresh
     if bg_thresh is None:
-        bg_thresh = DATASET_BG_THRESH.get(args.dataset, 0.95)
+        bg_thresh = BG_THRESH.get(args.dataset, 0.95)
     segmenter = groupvit.ZeroShotSegmenter(
         model,
         args.class_names[1:] if has_bg else args.class_names,
