@@ -23,6 +23,7 @@ from groupvit.visualization import (
     render_result,
     segments,
 )
+from groupvit.visualization.draw import default_font_size
 from groupvit.visualization.figure import legend_entries, resize_map
 
 
@@ -209,9 +210,10 @@ def test_tiny_model_output_renders() -> None:
         positions = label_positions(labels, ignore_index=0)
         predicted = set(np.unique(labels).tolist()) - {0}
         assert predicted and {p.label for p in positions} == predicted  # every predicted class is labelled
-        # The largest segment of each class (always labelled by draw_labels, font 9 here) has text on it.
+        # The largest segment of each class (always labelled by draw_labels at the default font size) has text on it.
         labelled, blended = np.asarray(pictures["input_pred_label"]), np.asarray(pictures["input_pred"])
-        largest = label_positions(labels, ignore_index=0, min_area=labels.size + 1, max_depth=9)
+        size = default_font_size(*labels.shape)
+        largest = label_positions(labels, ignore_index=0, min_area=labels.size + 1, max_depth=size)
         assert {p.label for p in largest} == predicted
         for p in largest:
             window = (slice(max(0, p.y - 2), p.y + 3), slice(max(0, p.x - 2), p.x + 3))

@@ -70,8 +70,8 @@ def draw_groups(
 
 
 def default_font_size(height: int, width: int) -> int:
-    """Text height that reads well at the picture's size (9 to 40 pixels)."""
-    return int(np.clip(min(height, width) // 28, 9, 40))
+    """Text height that reads well at the picture's size (10 to 40 pixels)."""
+    return int(np.clip(min(height, width) // 22, 10, 40))
 
 
 @lru_cache(maxsize=16)

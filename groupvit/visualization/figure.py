@@ -91,7 +91,9 @@ def overview(
     for stage, group_map in enumerate(group_maps, start=1):
         group_map = resize_map(group_map, size)
         count = len(np.unique(group_map))
-        panels.append((f"stage {stage}: {count} groups", draw_groups(base, group_map)))
+        panels.append(
+            (f"stage {stage}: {count} group{'s' if count != 1 else ''}", draw_groups(base, group_map))
+        )
     panels.append(("prediction", draw_prediction(base, labels_p, palette, background_index=background_index)))
 
     font_size = int(np.clip(panel_h // 20, 11, 22))
