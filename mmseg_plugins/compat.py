@@ -10,6 +10,10 @@ where it is not needed:
 2. ``torch.load`` safe globals. torch >= 2.6 loads with ``weights_only=True``; mmengine checkpoints
    hold ``HistoryBuffer`` and numpy objects (message hub, metric history), which are allow-listed
    (with a ``getattr`` limited to ``HistoryBuffer``'s methods, see :func:`_history_buffer_getattr`).
+   A checkpoint that also pickles other objects (the official GroupViT release keeps its training
+   config next to the weights) loads through :func:`load_checkpoint_file`: those objects become
+   inert :class:`UnpickledPlaceholder`s, nothing outside the allow-list is imported or called, and
+   mmengine's local-file loader (``--checkpoint``, ``load_from``) uses it.
 3. ``setuptools < 81`` for ``mim``: openmim 0.3.9 imports ``pkg_resources`` (removed in setuptools 81);
    :func:`check_mim_setuptools` says so in words instead of a bare ``ModuleNotFoundError``.
 """
@@ -19,9 +23,11 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.metadata
 import importlib.util
+import os
 import pickle
 import sys
 import types
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +36,10 @@ import torch
 __all__ = [
     "CompiledOpUnavailableError",
     "check_mim_setuptools",
+    "UnpickledPlaceholder",
     "install_mmcv_ext_stub",
+    "load_checkpoint_file",
+    "register_mmengine_local_loader",
     "register_torch_load_safe_globals",
 ]
 
@@ -137,6 +146,78 @@ def register_torch_load_safe_globals() -> bool:
     return True
 
 
+class UnpickledPlaceholder:
+    """Stands in for a pickled object whose class ``torch.load(weights_only=True)`` does not allow.
+
+    Keeps what the pickle gave it (constructor arguments, state, items) as plain data; never imports
+    or calls the original class. ``qualified_name`` names that class.
+    """
+
+    qualified_name = "?"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> UnpickledPlaceholder:
+        obj = super().__new__(cls)
+        obj.args, obj.state, obj.items, obj.elements = args, None, {}, []
+        return obj
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.items[key] = value
+
+    def append(self, value: Any) -> None:
+        self.elements.append(value)
+
+    def extend(self, values: Any) -> None:
+        self.elements.extend(values)
+
+    def __repr__(self) -> str:
+        return f"<{self.qualified_name}, not unpickled>"
+
+
+def _placeholder_type(qualified_name: str) -> type:
+    name = qualified_name.rsplit(".", 1)[-1]
+    return type(name, (UnpickledPlaceholder,), {"qualified_name": qualified_name, "__module__": __name__})
+
+
+def load_checkpoint_file(filename: str, map_location: Any = None) -> Any:
+    """``torch.load(weights_only=True)``; objects of classes it does not allow become placeholders.
+
+    Modules torch blocks outright (``os``, ``subprocess``, ...) still raise ``UnpicklingError``.
+    """
+    try:
+        return torch.load(filename, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
+        if not unsafe:
+            raise
+    with torch.serialization.safe_globals([(_placeholder_type(name), name) for name in unsafe]):
+        checkpoint = torch.load(filename, map_location=map_location, weights_only=True)
+    warnings.warn(
+        f"{filename}: kept placeholders instead of unpickling objects of {', '.join(sorted(unsafe))} "
+        "(tensors are loaded as usual)",
+        stacklevel=2,
+    )
+    return checkpoint
+
+
+def register_mmengine_local_loader() -> None:
+    """Make mmengine load local checkpoint files with :func:`load_checkpoint_file`."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    def load_from_local(filename: str, map_location: Any = None) -> Any:
+        filename = os.path.expanduser(filename)
+        if not os.path.isfile(filename):
+            raise FileNotFoundError(f"checkpoint {filename} can not be found")
+        return load_checkpoint_file(filename, map_location)
+
+    CheckpointLoader.register_scheme(prefixes="", loader=load_from_local, force=True)
+
+
 def check_mim_setuptools() -> None:
     """Raise a clear error if setuptools is too new (or missing) for ``mim`` (openmim 0.3.9)."""
     try:
@@ -153,3 +234,4 @@ def check_mim_setuptools() -> None:
 
 install_mmcv_ext_stub()
 register_torch_load_safe_globals()
+register_mmengine_local_loader()

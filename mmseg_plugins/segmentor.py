@@ -7,8 +7,8 @@ resizing of the scores) lives in :mod:`groupvit.zero_shot`; this module only
 * takes the class names from the evaluated dataset's metainfo (:class:`DatasetMetaHook`), applies the
   config's rename map and hands them to a lazily built ``ZeroShotSegmenter``,
 * packs the scores into ``SegDataSample`` (``seg_logits`` and ``pred_sem_seg`` at the original size),
-* makes checkpoints in the official, HF or our layout fit its state dict when mmengine loads
-  ``--checkpoint`` (and says which keys do not fit otherwise).
+* loads checkpoints in the official, HF or our layout given to ``--checkpoint`` through
+  ``groupvit.checkpoint`` (which says which keys do not fit otherwise).
 """
 
 from __future__ import annotations
@@ -30,10 +30,6 @@ import groupvit
 from groupvit.zero_shot import ZeroShotSegmenter, resize_scores
 
 __all__ = ["DatasetMetaHook", "GroupViTSegmentor"]
-
-# Entries a checkpoint may lack without harm: BatchNorm step counters, and the multi-label
-# temperature that only training uses (HF checkpoints have none).
-_OPTIONAL_KEYS = ("num_batches_tracked", "multi_label_logit_scale")
 
 
 @MODELS.register_module()
@@ -199,7 +195,7 @@ class DatasetMetaHook(Hook):
 
 
 def _check_test_cfg(test_cfg: dict | None) -> dict:
-    cfg = dict(mode="whole", **(test_cfg or {}))
+    cfg = {"mode": "whole", **(test_cfg or {})}
     if cfg["mode"] not in ("whole", "slide"):
         raise ValueError(f"test_cfg.mode must be 'whole' or 'slide', got {cfg['mode']!r}")
     if cfg["mode"] == "slide" and not {"crop_size", "stride"} <= cfg.keys():
@@ -220,65 +216,21 @@ def _fit_checkpoint(
     unexpected_keys: list,
     error_msgs: list,
 ) -> None:
-    """``load_state_dict`` pre-hook: rewrite a GroupViT checkpoint in any layout to ``model.<our key>``.
+    """``load_state_dict`` pre-hook: load a GroupViT checkpoint in any layout through ``groupvit``.
 
-    Accepts the official release (``{"model": {...}, ...}`` or its bare state dict), HF
-    transformers' ``GroupViTModel``, our ``GroupViT`` state dict, and this segmentor's own
-    (``model.``-prefixed) entries. Raises ``ValueError`` listing keys when the file is not a GroupViT
-    checkpoint or does not fit the configured model (mmengine would only warn and go on).
+    The segmentor's entries (the official release's ``{"model": {...}, ...}`` or its bare state dict,
+    HF transformers' ``GroupViTModel``, our ``GroupViT`` state dict, or this segmentor's own
+    ``model.``-prefixed entries) go to :func:`groupvit.checkpoint.load_checkpoint`, which converts
+    the layout, resamples the position embedding and raises an error listing the missing,
+    unexpected and mis-shaped keys when the file does not fit (mmengine would only warn and go on).
+    The loaded weights are then handed back as ``model.*`` entries, so the caller's own loading
+    finds exactly the keys it expects.
     """
-    from groupvit.checkpoint import convert_state_dict
+    from groupvit.checkpoint import load_checkpoint
 
     entries = {
         key[len(prefix) :]: state_dict.pop(key) for key in [k for k in state_dict if k.startswith(prefix)]
     }
-    weights = _unwrap(entries)
-    try:
-        converted = convert_state_dict(weights, dst="ours")
-    except (ValueError, KeyError) as error:
-        raise ValueError(
-            f"--checkpoint is not a GroupViT checkpoint in the official, HF or our layout ({error}); "
-            f"it has {len(weights)} tensors, e.g. {_sample_keys(weights)}"
-        ) from error
-    _check_fits(module, converted)
-    state_dict.update({f"{prefix}model.{key}": value for key, value in converted.items()})
+    load_checkpoint(module.model, entries, model_name=module.model_name)
+    state_dict.update({f"{prefix}model.{key}": value for key, value in module.model.state_dict().items()})
     module._segmenter = None
-
-
-def _unwrap(entries: dict[str, Any]) -> dict[str, Tensor]:
-    """The tensors of a checkpoint, without the official wrapper or our ``model.`` prefix."""
-    if isinstance(entries.get("model"), Mapping):  # official release: {"model": state_dict, "epoch": ...}
-        entries = dict(entries["model"])
-    tensors = {key: value for key, value in entries.items() if isinstance(value, Tensor)}
-    if tensors and all(key.startswith("model.") for key in tensors):
-        tensors = {key[len("model.") :]: value for key, value in tensors.items()}
-    return tensors
-
-
-def _check_fits(module: GroupViTSegmentor, converted: Mapping[str, Tensor]) -> None:
-    expected = module.model.state_dict()
-    missing = [k for k in expected if k not in converted and not k.endswith(_OPTIONAL_KEYS)]
-    unexpected = [k for k in converted if k not in expected]
-    reshaped = [
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-        for k, v in converted.items()
-        if k in expected and v.shape != expected[k].shape
-    ]
-    if not (missing or unexpected or reshaped):
-        return
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys, e.g. {missing[:8]}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys, e.g. {unexpected[:8]}")
-    if reshaped:
-        problems.append(f"{len(reshaped)} keys with other shapes, e.g. {reshaped[:8]}")
-    raise ValueError(
-        f"--checkpoint does not fit GroupViTSegmentor(model_name={module.model_name!r}): "
-        + "; ".join(problems)
-        + ". Check model.model_name / model.model_overrides in the config against the checkpoint."
-    )
-
-
-def _sample_keys(weights: Mapping[str, Any], n: int = 8) -> list[str]:
-    return list(weights)[:n]

@@ -75,6 +75,56 @@ def test_restricted_getattr_refuses_other_attributes(tmp_path: Path, owner: str,
         torch.load(path, weights_only=True)
 
 
+def test_checkpoint_with_foreign_objects_loads_weights_with_placeholders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like the official release: weights next to objects of a package this environment lacks."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "fakeconf.py").write_text(
+        "import typing\n\n"
+        "class Node:\n    def __init__(self, value):\n        self.value, self.kind = value, typing.Any\n\n"
+        "class DictConfig:\n    def __init__(self, **content):\n        self._content = content\n"
+    )
+    monkeypatch.syspath_prepend(str(package))
+    import fakeconf
+
+    config = fakeconf.DictConfig(lr=0.1, node=fakeconf.Node(3))
+    path = tmp_path / "release.pth"
+    torch.save({"model": {"w": torch.arange(3.0)}, "config": config, "epoch": 30}, path)
+    monkeypatch.delitem(sys.modules, "fakeconf")
+    (package / "fakeconf.py").unlink()  # the package is gone when the checkpoint is loaded
+
+    with pytest.warns(UserWarning, match="placeholders instead of unpickling objects of fakeconf.DictConfig"):
+        loaded = compat.load_checkpoint_file(str(path), map_location="cpu")
+    assert torch.equal(loaded["model"]["w"], torch.arange(3.0)) and loaded["epoch"] == 30
+    assert isinstance(loaded["config"], compat.UnpickledPlaceholder)
+    assert loaded["config"].qualified_name == "fakeconf.DictConfig"
+    node = loaded["config"].state["_content"]["node"]
+    assert node.state["value"] == 3 and node.state["kind"].qualified_name == "typing.Any"
+
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    with pytest.warns(UserWarning, match="placeholders"):
+        via_mmengine = CheckpointLoader.load_checkpoint(str(path), map_location="cpu")
+    assert torch.equal(via_mmengine["model"]["w"], torch.arange(3.0))
+
+
+def test_blocked_modules_still_refuse_to_load(tmp_path: Path) -> None:
+    import pickle
+
+    class CallsSystem:
+        def __reduce__(self):
+            import os
+
+            return os.system, ("true",)
+
+    path = tmp_path / "bad.pth"
+    torch.save({"x": CallsSystem()}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        compat.load_checkpoint_file(str(path))
+
+
 def test_setuptools_fits_mim() -> None:
     compat.check_mim_setuptools()  # setuptools < 81 in this environment
     major = int(importlib.metadata.version("setuptools").split(".")[0])
