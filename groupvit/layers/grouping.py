@@ -48,18 +48,22 @@ class AssignAttention(nn.Module):
         """
         q, k, v = self.q_proj(query), self.k_proj(key), self.v_proj(key)
         # fp32 logits and softmax: under bf16 autocast near-ties would flip the argmax arbitrarily
-        logits = (q.float() @ k.float().transpose(1, 2)) * self.scale  # (B, G, N)
-        soft = logits.softmax(dim=1)
-        if self.training:
-            # Gumbel noise only while training; F.gumbel_softmax does the straight-through trick
-            attn = F.gumbel_softmax(logits, tau=self.tau, hard=self.hard, dim=1)
-        elif self.hard:
-            attn = hard_softmax(logits, dim=1)
-        else:
-            attn = soft
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            logits = (q.float() @ k.float().transpose(1, 2)) * self.scale  # (B, G, N)
+        attn = self.assignment(logits)
         attn = attn / (attn.sum(dim=-1, keepdim=True) + self.assign_eps)
         out = attn.to(v.dtype) @ v  # (B, G, C)
-        return self.proj(out), soft
+        return self.proj(out), logits.softmax(dim=1)
+
+    def assignment(self, logits: torch.Tensor) -> torch.Tensor:
+        """Assignment weights [B, G, N] from logits [B, G, N], normalised over the group axis (dim 1).
+
+        Training: Gumbel-softmax (noise with temperature ``tau``); eval: plain softmax. With ``hard``
+        the forward value is one-hot per token and the gradient is the soft one (straight-through).
+        """
+        if self.training:
+            return F.gumbel_softmax(logits, tau=self.tau, hard=self.hard, dim=1)
+        return hard_softmax(logits, dim=1) if self.hard else logits.softmax(dim=1)
 
 
 class GroupingBlock(nn.Module):

@@ -1,0 +1,146 @@
+"""Layers: attention against a naive reference, straight-through Gumbel, grouping, patch/pos embed."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from groupvit.layers import (
+    AssignAttention,
+    Attention,
+    CrossAttention,
+    GroupingBlock,
+    MixerMlp,
+    PatchEmbed,
+    hard_softmax,
+    resample_pos_embed,
+)
+
+
+def _naive_attention(q, k, v, causal=False):
+    """Per-head softmax(q k^T / sqrt(d)) v written out, (B, nh, N, hd)."""
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    if causal:
+        n = q.shape[-2]
+        scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+    return scores.softmax(-1) @ v
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_self_attention_matches_naive(causal: bool) -> None:
+    attn = Attention(dim=16, num_heads=4)
+    x = torch.randn(2, 5, 16)
+    qkv = attn.qkv(x).reshape(2, 5, 3, 4, 4).permute(2, 0, 3, 1, 4)  # q, k, v rows in that order
+    ref = _naive_attention(*qkv, causal=causal).transpose(1, 2).reshape(2, 5, 16)
+    torch.testing.assert_close(attn(x, is_causal=causal), attn.proj(ref), atol=1e-6, rtol=1e-5)
+    if causal:  # the first token sees only itself: changing later tokens leaves it unchanged
+        y = x.clone()
+        y[:, 1:] += 1.0
+        torch.testing.assert_close(attn(y, is_causal=True)[:, 0], attn(x, is_causal=True)[:, 0])
+
+
+def test_cross_attention_matches_naive() -> None:
+    attn = CrossAttention(dim=8, num_heads=2)
+    q_in, kv_in = torch.randn(2, 3, 8), torch.randn(2, 7, 8)
+
+    def heads(t):
+        return t.reshape(2, -1, 2, 4).transpose(1, 2)
+
+    ref = _naive_attention(heads(attn.q_proj(q_in)), heads(attn.k_proj(kv_in)), heads(attn.v_proj(kv_in)))
+    out = attn(q_in, kv_in)
+    assert out.shape == (2, 3, 8)
+    torch.testing.assert_close(out, attn.proj(ref.transpose(1, 2).reshape(2, 3, 8)), atol=1e-6, rtol=1e-5)
+
+
+def test_hard_softmax_straight_through() -> None:
+    logits = torch.randn(2, 4, 6, requires_grad=True)
+    out = hard_softmax(logits, dim=1)
+    assert torch.equal(
+        out.detach(), torch.nn.functional.one_hot(logits.argmax(1), 4).permute(0, 2, 1).float()
+    )
+    (out * torch.randn_like(out)).sum().backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def test_gumbel_assignment_is_one_hot_with_gradient() -> None:
+    assign = AssignAttention(dim=8).train()
+    logits = torch.randn(3, 5, 11, requires_grad=True)
+    attn = assign.assignment(logits)
+    # forward: exactly one group per token (one-hot along the group axis)
+    assert set(attn.detach().unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(attn.detach().sum(dim=1), torch.ones(3, 11))
+    # Gumbel noise: the training assignment is random (differs from the noiseless argmax somewhere)
+    draws = torch.stack([assign.assignment(logits).detach().argmax(1) for _ in range(20)])
+    assert (draws != logits.argmax(1)).any()
+    (attn * torch.randn_like(attn)).sum().backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+    assign.eval()  # eval: deterministic hard argmax of the plain softmax
+    hard = assign.assignment(logits).detach()
+    assert torch.equal(hard.argmax(1), logits.argmax(1)) and torch.equal(hard.sum(1), torch.ones(3, 11))
+
+
+def test_assign_attention_output_and_gradients() -> None:
+    assign = AssignAttention(dim=8, assign_eps=1.0).eval()
+    q, k = torch.randn(2, 3, 8), torch.randn(2, 10, 8)
+    out, soft = assign(q, k)
+    torch.testing.assert_close(soft.sum(dim=1), torch.ones(2, 10))  # softmax over groups
+    # reference: one-hot rows divided by (count + eps), values averaged, projected
+    logits = assign.q_proj(q) @ assign.k_proj(k).transpose(1, 2) / math.sqrt(8)
+    onehot = torch.nn.functional.one_hot(logits.argmax(1), 3).permute(0, 2, 1).float()
+    weights = onehot / (onehot.sum(-1, keepdim=True) + 1.0)
+    torch.testing.assert_close(out, assign.proj(weights @ assign.v_proj(k)), atol=1e-6, rtol=1e-5)
+
+    assign.train()
+    q.requires_grad_(True)
+    out, _ = assign(q, k)
+    out.sum().backward()
+    for p in (assign.q_proj.weight, assign.k_proj.weight, assign.v_proj.weight, q):
+        grad = p.grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_grouping_block_shapes_and_autocast() -> None:
+    block = GroupingBlock(dim=16, num_heads=2, num_group_tokens=6, num_output_groups=3).eval()
+    x, groups = torch.randn(2, 20, 16), torch.randn(2, 6, 16)
+    out, soft = block(x, groups)
+    assert out.shape == (2, 3, 16) and soft.shape == (2, 3, 20)
+    torch.testing.assert_close(soft.sum(1), torch.ones(2, 20))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out16, soft16 = block(x, groups)
+    assert soft16.dtype == torch.float32 and torch.isfinite(out16).all()
+    torch.testing.assert_close(soft16, soft, atol=5e-2, rtol=0)
+
+
+def test_mixer_mlp_mixes_tokens() -> None:
+    mlp = MixerMlp(6, 12, 3)
+    assert mlp(torch.randn(2, 6, 5)).shape == (2, 3, 5)
+
+
+def test_patch_embed_shapes_and_errors() -> None:
+    embed = PatchEmbed(patch_size=8, in_chans=3, embed_dim=16)
+    tokens, grid = embed(torch.randn(2, 3, 64, 40))
+    assert tokens.shape == (2, 8 * 5, 16) and grid == (8, 5)
+    with pytest.raises(ValueError, match=r"expected images \[B, 3, H, W\]"):
+        embed(torch.randn(3, 64, 64))
+    with pytest.raises(ValueError, match=r"got shape \(2, 1, 64, 64\)"):
+        embed(torch.randn(2, 1, 64, 64))
+    with pytest.raises(ValueError, match="smaller than one"):
+        embed(torch.randn(1, 3, 4, 64))
+
+
+def test_resample_pos_embed() -> None:
+    pos = torch.randn(1, 14 * 14, 8)
+    assert resample_pos_embed(pos, (14, 14)) is pos  # identity at the trained grid
+    assert resample_pos_embed(pos, (28, 28)).shape == (1, 28 * 28, 8)  # 448 x 448 input
+    assert resample_pos_embed(pos, (14, 21), (14, 14)).shape == (1, 14 * 21, 8)  # 224 x 336
+    const = torch.full((1, 196, 8), 0.5)
+    torch.testing.assert_close(resample_pos_embed(const, (20, 9)), torch.full((1, 180, 8), 0.5))
+    # bicubic, align_corners=False, no anti-aliasing
+    grid = pos.reshape(1, 14, 14, 8).permute(0, 3, 1, 2)
+    ref = torch.nn.functional.interpolate(grid, size=(7, 30), mode="bicubic", align_corners=False)
+    torch.testing.assert_close(resample_pos_embed(pos, (7, 30)), ref.permute(0, 2, 3, 1).reshape(1, 210, 8))
+    with pytest.raises(ValueError, match="positions"):
+        resample_pos_embed(pos, (7, 7), (10, 10))
