@@ -154,12 +154,13 @@ def test_tools_test_whole_mode_and_show_dir(workspace: Path) -> None:
     printed, miou = _printed_table(output)
     _assert_tables_match(printed, miou, _expected_table(workspace, "whole"))
     overlays = {p.name: p for p in show_dir.rglob("*.png")}
-    for (
-        name
-    ) in SAMPLES:  # mmseg's SegVisualizationHook: test_<image file>_<step>.png, ground truth | prediction
-        overlay = Image.open(overlays[f"test_{name}.jpg_0.png"])
+    # Per image: test_<image file>_<step>.png (ground truth | prediction), then one picture per stage.
+    for name in SAMPLES:
         image = Image.open(workspace / "VOCdevkit" / "VOC2012" / "JPEGImages" / f"{name}.jpg")
-        assert overlay.size == (2 * image.width, image.height)
+        assert Image.open(overlays[f"test_{name}.jpg_0.png"]).size == (2 * image.width, image.height)
+        for stage in (1, 2):
+            assert Image.open(overlays[f"test_{name}.jpg_stage{stage}_0.png"]).size == image.size
+    assert len(overlays) == 3 * len(SAMPLES)
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,18 @@ env_cfg = dict(
     dist_cfg=dict(backend="nccl"),
 )
 vis_backends = [dict(type="LocalVisBackend")]
-# `--show-dir DIR` turns on drawing and writes prediction overlays under DIR.
-visualizer = dict(type="SegLocalVisualizer", vis_backends=vis_backends, name="visualizer", alpha=0.5)
+# `--show-dir DIR` turns on drawing: under DIR/vis_data/vis_image/, per image, mmseg's ground truth |
+# prediction overlay and one picture of the groups of each grouping stage (modes, see
+# groupvit.visualization.MODES; modes=() draws the overlay only).
+visualizer = dict(
+    type="GroupViTVisualizer", vis_backends=vis_backends, name="visualizer", alpha=0.5, modes=("all_groups",)
+)
 default_hooks = dict(
     timer=dict(type="IterTimerHook"),
     logger=dict(type="LoggerHook", interval=50, log_metric_by_epoch=False),
     sampler_seed=dict(type="DistSamplerSeedHook"),
-    visualization=dict(type="SegVisualizationHook", draw=False, interval=1),
+    # draw=False: --show / --show-dir switch it on; interval: draw every n-th image.
+    visualization=dict(type="GroupViTVisualizationHook", draw=False, interval=1),
 )
 # Hands the evaluated dataset's metainfo (class names) to the model before val/test.
 custom_hooks = [dict(type="DatasetMetaHook")]
