@@ -1,0 +1,28 @@
+"""mmsegmentation plugins for GroupViT: load with ``custom_imports=dict(imports=["mmseg_plugins"])``.
+
+``compat`` is imported first: it makes mmseg / mmcv-lite / mmengine import and run on current
+PyTorch before anything below imports mmseg.
+"""
+
+from mmseg_plugins import compat  # noqa: F401  (must stay first)
+from mmseg_plugins.datasets import (
+    CheckedPascalContextDataset,
+    CheckedPascalContextDataset59,
+    CheckedPascalVOCDataset,
+    CheckedSegDataset,
+    COCOObjectDataset,
+)
+from mmseg_plugins.segmentor import DatasetMetaHook, GroupViTSegmentor
+from mmseg_plugins.visualizer import GroupViTVisualizationHook, GroupViTVisualizer
+
+__all__ = [
+    "COCOObjectDataset",
+    "CheckedPascalContextDataset",
+    "CheckedPascalContextDataset59",
+    "CheckedPascalVOCDataset",
+    "CheckedSegDataset",
+    "DatasetMetaHook",
+    "GroupViTSegmentor",
+    "GroupViTVisualizationHook",
+    "GroupViTVisualizer",
+]
