@@ -14,6 +14,7 @@ resizing of the scores) lives in :mod:`groupvit.zero_shot`; this module only
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,6 +31,9 @@ import groupvit
 from groupvit.zero_shot import ZeroShotSegmenter, resize_scores
 
 __all__ = ["DatasetMetaHook", "GroupViTSegmentor"]
+
+# Usual names of label 0 when it is background; any other name draws a warning with background=True.
+_BACKGROUND_NAMES = frozenset({"background", "_background_", "bg", "others", "other", "unlabeled", "void"})
 
 
 @MODELS.register_module()
@@ -102,6 +106,12 @@ class GroupViTSegmentor(BaseSegmentor):
                 "GroupViTSegmentor has no class names: they come from the evaluated dataset's "
                 "metainfo['classes'] through custom_hooks=[dict(type='DatasetMetaHook')] (see "
                 "configs/_base_/default_runtime.py), or set model.class_names in the config."
+            )
+        if self.background and names[0].strip().lower() not in _BACKGROUND_NAMES:
+            warnings.warn(
+                f"GroupViTSegmentor(background=True) treats label 0 ({names[0]!r}) as background and never "
+                "asks the text encoder for it; set model.background=False if every label is a class",
+                stacklevel=2,
             )
         names = tuple(self.class_renames.get(name, name) for name in names)
         return names[1:] if self.background else names

@@ -116,6 +116,11 @@ def test_class_names_from_dataset_metainfo_with_renames() -> None:
     no_background.dataset_meta = dict(classes=("cat", "dog"))
     assert no_background.text_class_names() == ("kitten", "dog")
 
+    shifted = _segmentor()  # a 59-class list with background=True would drop "aeroplane": say so
+    shifted.dataset_meta = dict(classes=("aeroplane", "bag", "bed"))
+    with pytest.warns(UserWarning, match="treats label 0 \\('aeroplane'\\) as background"):
+        assert shifted.text_class_names() == ("bag", "bed")
+
     runner.test_loop.dataloader.dataset = SimpleNamespace(metainfo=dict(classes=None))
     with pytest.raises(ValueError, match="has no class names .*metainfo=dict\\(classes="):
         DatasetMetaHook().before_test(runner)
