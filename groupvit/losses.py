@@ -3,6 +3,12 @@
 Both losses run unchanged in a single process (no process group needed); with
 ``torch.distributed`` initialised and ``world_size > 1`` every rank contrasts its local samples
 against the embeddings of the whole global batch, and labels are offset by the rank.
+
+Optionally (``text_ids`` / ``prompt_ids`` from :func:`text_ids`) identical texts in the global
+batch count as positives of every image that has them, instead of as negatives. With web captions
+exact duplicates are rare and this changes little; with a small vocabulary (the synthetic scenes:
+8 nouns, so "a photo of a star." recurs dozens of times in a batch) the paper's targets would ask
+each image to reject the very prompts that describe it, and the multi-label loss stalls.
 """
 
 from __future__ import annotations
@@ -40,13 +46,54 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
         return torch.cat(all_gather(x), dim=0)
 
 
+@torch.no_grad()
+def text_ids(tokens: torch.Tensor) -> torch.Tensor:
+    """Token rows [..., L] -> int64 ids [...]: equal rows get equal ids, on every rank alike.
+
+    A fixed random 64-bit linear hash of the token ids (int64 arithmetic wraps), so no tokens
+    have to be gathered across processes; two different rows collide with probability ~2^-64.
+    """
+    gen = torch.Generator().manual_seed(0x6A09E667)
+    weights = torch.randint(1, 2**62, (tokens.shape[-1],), generator=gen, dtype=torch.int64)
+    return (tokens.long() * weights.to(tokens.device)).sum(dim=-1)
+
+
+@torch.no_grad()
+def gather_ids(ids: torch.Tensor) -> torch.Tensor:
+    """Concatenate integer ids [N, ...] from every rank along dim 0 (no gradient)."""
+    _, world_size = rank_and_world_size()
+    if world_size == 1:
+        return ids
+    out = [torch.empty_like(ids) for _ in range(world_size)]
+    dist.all_gather(out, ids.contiguous())
+    return torch.cat(out, dim=0)
+
+
+def soft_cross_entropy(logits: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of -sum_j t_j log softmax(logits)_j, t = positives normalised per row.
+
+    logits [N, M] float, positives [N, M] bool (at least one per row) -> [].
+    """
+    target = positives.float()
+    target = target / target.sum(dim=-1, keepdim=True)
+    return -(target * logits.log_softmax(dim=-1)).sum(dim=-1).mean()
+
+
 class ContrastiveLoss(nn.Module):
     """Symmetric InfoNCE between images and their captions over the (global) batch."""
 
     def forward(
-        self, image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor
+        self,
+        image_embeds: torch.Tensor,
+        text_embeds: torch.Tensor,
+        logit_scale: torch.Tensor,
+        text_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """image_embeds [B, D], text_embeds [B, D] (L2-normalised here), logit_scale [] -> loss []."""
+        """image_embeds [B, D], text_embeds [B, D] (L2-normalised here), logit_scale [] -> loss [].
+
+        text_ids [B] (optional, from :func:`text_ids`): captions with equal ids are positives of
+        each other's images.
+        """
         rank, _ = rank_and_world_size()
         image_embeds = F.normalize(image_embeds.float(), dim=-1)
         text_embeds = F.normalize(text_embeds.float(), dim=-1)
@@ -56,6 +103,11 @@ class ContrastiveLoss(nn.Module):
         )
         logits_per_image = logit_scale * image_embeds @ all_texts.t()  # (B, W*B)
         logits_per_text = logit_scale * text_embeds @ all_images.t()  # (B, W*B)
+        if text_ids is not None:
+            same = text_ids[:, None] == gather_ids(text_ids)[None, :]  # (B, W*B), own pair included
+            return 0.5 * (
+                soft_cross_entropy(logits_per_image, same) + soft_cross_entropy(logits_per_text, same)
+            )
         return 0.5 * (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels))
 
 
@@ -68,9 +120,17 @@ class MultiLabelContrastiveLoss(nn.Module):
     """
 
     def forward(
-        self, image_embeds: torch.Tensor, prompt_embeds: torch.Tensor, logit_scale: torch.Tensor
+        self,
+        image_embeds: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        logit_scale: torch.Tensor,
+        prompt_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """image_embeds [B, D], prompt_embeds [B, K, D] (both L2-normalised here), logit_scale [] -> []."""
+        """image_embeds [B, D], prompt_embeds [B, K, D] (both L2-normalised here), logit_scale [] -> [].
+
+        prompt_ids [B, K] (optional, from :func:`text_ids`): every gathered prompt equal to one of
+        an image's own prompts is a positive of that image, and vice versa.
+        """
         if prompt_embeds.ndim != 3 or prompt_embeds.shape[0] != image_embeds.shape[0]:
             raise ValueError(
                 f"expected prompt_embeds [B, K, D] with B = {image_embeds.shape[0]}, got {tuple(prompt_embeds.shape)}"
@@ -84,12 +144,22 @@ class MultiLabelContrastiveLoss(nn.Module):
 
         # image -> prompts: own prompts sit at columns (rank * B + b) * K + k
         logits_per_image = logit_scale * image_embeds @ all_prompts.t()  # (B, W*B*K)
+        logits_per_prompt = logit_scale * prompts @ all_images.t()  # (B*K, W*B)
+        if prompt_ids is not None:
+            all_ids = gather_ids(prompt_ids)  # (W*B, K)
+            # image b vs prompt j: j's text is one of b's prompts
+            per_image = (prompt_ids[:, :, None] == all_ids.reshape(1, 1, -1)).any(dim=1)  # (B, W*B*K)
+            # prompt (b, k) vs image i: one of i's prompts has that text
+            per_prompt = (prompt_ids.reshape(-1, 1, 1) == all_ids[None]).any(dim=-1)  # (B*K, W*B)
+            return 0.5 * (
+                soft_cross_entropy(logits_per_image, per_image)
+                + soft_cross_entropy(logits_per_prompt, per_prompt)
+            )
         own = (torch.arange(B, device=device) + rank * B)[:, None] * K + torch.arange(K, device=device)
         targets = torch.zeros_like(logits_per_image).scatter_(1, own, 1.0 / K)
         loss_image = -(targets * logits_per_image.log_softmax(dim=-1)).sum(dim=-1).mean()
 
         # prompt -> images: prompt (b, k) has image rank * B + b as its positive
-        logits_per_prompt = logit_scale * prompts @ all_images.t()  # (B*K, W*B)
         labels = (torch.arange(B, device=device) + rank * B).repeat_interleave(K)
         loss_prompt = F.cross_entropy(logits_per_prompt, labels)
         return 0.5 * (loss_image + loss_prompt)

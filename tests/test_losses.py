@@ -127,3 +127,62 @@ def test_two_process_gather_matches_single_process() -> None:
     # the gradient of (sum of rank losses) = 2 * global loss
     grads = out[:, 1:].reshape(4, 5)
     torch.testing.assert_close(grads, 2 * i.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_text_ids_equal_rows_equal_ids() -> None:
+    from groupvit.losses import text_ids
+
+    tok = torch.tensor(
+        [[49406, 320, 2368, 49407, 0], [49406, 320, 1929, 49407, 0], [49406, 320, 2368, 49407, 0]]
+    )
+    ids = text_ids(tok)
+    assert ids.dtype == torch.int64 and ids.shape == (3,)
+    assert ids[0] == ids[2] and ids[0] != ids[1]
+    assert text_ids(tok.view(3, 1, 5)).shape == (3, 1)
+
+
+def test_duplicate_aware_losses_equal_paper_losses_without_duplicates() -> None:
+    from groupvit.losses import text_ids
+
+    B, K, D = 4, 3, 8
+    img, txt, prompts = torch.randn(B, D), torch.randn(B, D), torch.randn(B, K, D)
+    scale = torch.tensor(7.0)
+    tokens = torch.arange(B * (1 + K) * 5).view(B, 1 + K, 5)  # every text distinct
+    ids = text_ids(tokens)
+    assert ContrastiveLoss()(img, txt, scale, ids[:, 0]).item() == pytest.approx(
+        ContrastiveLoss()(img, txt, scale).item(), abs=1e-5
+    )
+    assert MultiLabelContrastiveLoss()(img, prompts, scale, ids[:, 1:]).item() == pytest.approx(
+        MultiLabelContrastiveLoss()(img, prompts, scale).item(), abs=1e-5
+    )
+
+
+def test_duplicate_prompts_are_positives() -> None:
+    torch.manual_seed(2)
+    B, K, D = 2, 2, 4
+    img = F.normalize(torch.randn(B, D), dim=-1)
+    prompts = F.normalize(torch.randn(B, K, D), dim=-1)
+    scale = torch.tensor(3.0)
+    # image 0 has texts (a, b), image 1 has (a, c): text "a" is shared
+    ids = torch.tensor([[10, 11], [10, 12]])
+    flat = prompts.reshape(B * K, D)
+    target_i = torch.tensor([[1, 1, 1, 0], [1, 0, 1, 1]], dtype=torch.float)
+    target_i = target_i / target_i.sum(1, keepdim=True)
+    target_p = torch.tensor([[1, 1], [1, 0], [1, 1], [0, 1]], dtype=torch.float)
+    target_p = target_p / target_p.sum(1, keepdim=True)
+    expected = 0.5 * (
+        _cross_entropy_by_hand(scale * img @ flat.t(), target_i)
+        + _cross_entropy_by_hand(scale * flat @ img.t(), target_p)
+    )
+    loss = MultiLabelContrastiveLoss()(img, prompts, scale, ids)
+    assert loss.item() == pytest.approx(expected, abs=1e-5)
+    # identical captions: both images are positives of both captions
+    txt = F.normalize(torch.randn(B, D), dim=-1)
+    same = torch.ones(B, B)
+    expected_c = 0.5 * (
+        _cross_entropy_by_hand(scale * img @ txt.t(), same / 2)
+        + _cross_entropy_by_hand(scale * txt @ img.t(), same / 2)
+    )
+    assert ContrastiveLoss()(img, txt, scale, torch.tensor([5, 5])).item() == pytest.approx(
+        expected_c, abs=1e-5
+    )
