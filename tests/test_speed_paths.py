@@ -1,0 +1,62 @@
+"""The speed paths give the same numbers as the plain ones: text trimming, grad checkpointing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from groupvit import create_model
+from groupvit.models.text import trimmed_length
+
+
+def _tokens(lengths: list[int], context: int = 77, vocab: int = 49408) -> torch.Tensor:
+    """CLIP-like rows: sot, ``n`` random words, eot (the largest id), zero padding."""
+    tokens = torch.zeros(len(lengths), context, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        tokens[row, 0] = vocab - 2
+        tokens[row, 1 : 1 + n] = torch.randint(1, vocab - 2, (n,))
+        tokens[row, 1 + n] = vocab - 1
+    return tokens
+
+
+def test_trimmed_length() -> None:
+    assert trimmed_length(torch.tensor([3, 10]), 77) == 16  # max eot 10 -> 11 columns -> multiple of 8
+    assert trimmed_length(torch.tensor([7]), 77) == 8
+    assert trimmed_length(torch.tensor([76]), 77) == 77  # never beyond the context
+    assert trimmed_length(torch.tensor([5]), 77, multiple=1) == 6
+    assert trimmed_length(torch.tensor([], dtype=torch.long), 77) == 77
+
+
+@pytest.mark.parametrize("name", ["groupvit_tiny", "groupvit_s"])
+def test_trimmed_text_equals_untrimmed(name: str) -> None:
+    model = create_model(name).eval()
+    text = model.text
+    tokens = _tokens([3, 12, 5, 20], vocab=model.config.text.vocab_size)
+    with torch.no_grad():
+        trimmed = text(tokens)  # runs 24 of the 77 columns
+        full = text.forward_features(tokens)[torch.arange(4), tokens.argmax(-1)]
+    torch.testing.assert_close(trimmed, full, atol=2e-6, rtol=0)
+
+
+def test_trimmed_text_gradients_equal_untrimmed() -> None:
+    model = create_model("groupvit_tiny").train()
+    tokens = _tokens([2, 9, 4], vocab=model.config.text.vocab_size)
+    weights = torch.randn(3, model.config.text.width)
+
+    def grads(pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        (pooled * weights).sum().backward()
+        return {n: p.grad.clone() for n, p in model.text.named_parameters() if p.grad is not None}
+
+    trimmed = grads(model.text(tokens))
+    full = grads(model.text.forward_features(tokens)[torch.arange(3), tokens.argmax(-1)])
+    assert trimmed.keys() == full.keys() and "positional_embedding" in trimmed
+    for name in full:
+        torch.testing.assert_close(trimmed[name], full[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_full_length_rows_are_not_trimmed() -> None:
+    model = create_model("groupvit_tiny").eval()
+    tokens = _tokens([75], vocab=model.config.text.vocab_size)  # eot in the last column
+    with torch.no_grad():
+        torch.testing.assert_close(model.text(tokens), model.text.forward_features(tokens)[:, -1])
