@@ -1,0 +1,158 @@
+# GroupViT-tiny (3.5M parameters, 64 px, patch 8) trained from captions alone on the procedural
+# synthetic scenes, then scored by zero-shot segmentation of the synthetic val set. CPU-friendly:
+# one process, fp32. Data first:
+#   python tools/make_synthetic_data.py --out data/synthetic
+#   mim train mmseg configs/groupvit/groupvit_tiny_synthetic.py   (or python tools/train.py ...)
+# Several processes: python -m torch.distributed.run --nproc_per_node 2 tools/train.py CONFIG --launcher pytorch
+default_scope = "mmseg"
+custom_imports = dict(imports=["mmseg_plugins"], allow_failed_imports=False)
+
+data_root = "data/synthetic"  # --out of tools/make_synthetic_data.py
+use_shards = False  # True: read data_root/train_shards/*.tar (webdataset) instead of the image folder
+image_size = 64
+batch_size = 64  # per process; the losses contrast over the global batch (all processes)
+num_workers = 2
+max_iters = 4000
+warmup_iters = 200
+lr = 1e-3
+min_lr = 1e-5
+weight_decay = 0.05
+val_interval = 1000  # zero-shot segmentation of data_root/val every N iterations (and at the end)
+checkpoint_interval = 1000
+synthetic_classes = ("background", "apple", "house", "star", "tree", "fish", "car", "ball", "flower")
+
+model = dict(
+    type="GroupViTTrainModel",
+    model_name="groupvit_tiny_synthetic",  # groupvit/model_configs/groupvit_tiny_synthetic.json
+    model_overrides=dict(),  # e.g. {"vision.drop_path_rate": 0.1}
+    checkpoint=None,  # initial weights (fine-tuning); --resume restores everything else
+    multi_label_weight=1.0,
+    grad_checkpointing=False,
+    # zero-shot validation (see GroupViTSegmentor); class names come from the val dataset
+    templates="simple",
+    background=True,
+    bg_thresh=0.5,
+    top_k=5,
+    test_cfg=dict(mode="whole"),
+    data_preprocessor=dict(
+        type="GroupViTDataPreProcessor",
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True,
+        pad_val=0,
+        seg_pad_val=255,
+    ),
+)
+
+# Image side: timm's train transform, mild on small synthetic images (RandAugment's colour
+# inversions would destroy the colour cues the scenes rely on).
+image_transform = dict(
+    image_size=image_size, scale=(0.5, 1.0), auto_augment=None, color_jitter=0.0, re_prob=0.0
+)
+# Text side: caption + up to 3 noun prompts ("a photo of a {}." ...).
+text_transform = dict(num_prompts=3, templates="imagenet")
+folder_dataset = dict(
+    type="ImageTextFolderDataset",
+    data_root=data_root + "/train",
+    index="captions.jsonl",
+    image_transform=image_transform,
+    text_transform=text_transform,
+)
+shard_dataset = dict(
+    type="ImageTextWebDataset",
+    sources=[data_root + "/train_shards/synthetic-{000000..000019}.tar"],
+    image_transform=image_transform,
+    text_transform=text_transform,
+    shuffle=1000,
+    resampled=True,
+)
+train_dataloader = dict(
+    batch_size=batch_size,
+    num_workers=num_workers,
+    persistent_workers=num_workers > 0,
+    drop_last=True,  # equal batches in every process (the losses all-gather them)
+    # a webdataset stream splits itself across processes and workers: no sampler
+    sampler=None if use_shards else dict(type="InfiniteSampler", shuffle=True),
+    collate_fn=dict(type="groupvit_image_text_collate"),
+    dataset=shard_dataset if use_shards else folder_dataset,
+)
+
+val_pipeline = [
+    dict(type="LoadImageFromFile"),
+    dict(type="LoadAnnotations"),
+    dict(type="PackSegInputs"),
+]
+val_dataloader = dict(
+    batch_size=8,
+    num_workers=num_workers,
+    persistent_workers=num_workers > 0,
+    sampler=dict(type="DefaultSampler", shuffle=False),
+    dataset=dict(
+        type="CheckedSegDataset",
+        data_root=data_root + "/val",
+        data_prefix=dict(img_path="img_dir/val", seg_map_path="ann_dir/val"),
+        img_suffix=".png",
+        seg_map_suffix=".png",
+        metainfo=dict(classes=synthetic_classes),
+        pipeline=val_pipeline,
+    ),
+)
+val_evaluator = dict(type="IoUMetric", iou_metrics=["mIoU"])
+val_cfg = dict(type="ValLoop")
+
+optim_wrapper = dict(
+    type="OptimWrapper",  # fp32; on a GPU "AmpOptimWrapper" with dtype="bfloat16" (or --amp)
+    optimizer=dict(type="AdamW", lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999), eps=1e-8),
+    # no weight decay on norms, biases and GroupViT.no_weight_decay(): position embeddings,
+    # group tokens and the two logit scales
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0,
+        bias_decay_mult=0.0,
+        custom_keys={
+            "pos_embed": dict(decay_mult=0.0),
+            "positional_embedding": dict(decay_mult=0.0),
+            "group_token": dict(decay_mult=0.0),
+            "logit_scale": dict(decay_mult=0.0),
+        },
+    ),
+    clip_grad=dict(max_norm=5.0),
+)
+param_scheduler = [
+    dict(type="LinearLR", start_factor=1e-3, by_epoch=False, begin=0, end=warmup_iters),
+    dict(type="CosineAnnealingLR", eta_min=min_lr, by_epoch=False, begin=warmup_iters, end=max_iters),
+]
+train_cfg = dict(type="ImageTextTrainLoop", max_iters=max_iters, val_interval=val_interval)
+
+default_hooks = dict(
+    timer=dict(type="IterTimerHook"),
+    logger=dict(type="LoggerHook", interval=50, log_metric_by_epoch=False),
+    param_scheduler=dict(type="ParamSchedulerHook"),
+    checkpoint=dict(
+        type="CheckpointHook", by_epoch=False, interval=checkpoint_interval, save_last=True, max_keep_ckpts=3
+    ),
+    sampler_seed=dict(type="DistSamplerSeedHook"),
+)
+custom_hooks = [
+    dict(type="SkippedSamplesHook", interval=50),  # corrupt samples skipped, in the training log
+    dict(type="DatasetMetaHook"),  # val class names -> model
+]
+log_processor = dict(by_epoch=False)
+log_level = "INFO"
+
+# SyncBN for the projection heads' BatchNorm, on GPUs (NCCL) and on CPUs (gloo) alike.
+model_wrapper_cfg = dict(
+    type="GroupViTDistributedDataParallel",
+    sync_bn=True,
+    broadcast_buffers=False,
+    find_unused_parameters=False,
+)
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
+    dist_cfg=dict(backend="nccl"),  # tools/train.py uses gloo on CPU-only machines
+)
+randomness = dict(seed=0)
+vis_backends = [dict(type="LocalVisBackend")]
+visualizer = dict(type="SegLocalVisualizer", vis_backends=vis_backends, name="visualizer")
+load_from = None
+resume = False

@@ -1,0 +1,113 @@
+"""Image-text training data for mmengine: registered wrappers around ``groupvit.data``.
+
+Both datasets yield ``groupvit.data`` samples (``image`` [3, S, S] normalised,
+``text`` [1 + K, L], ``skipped``); :func:`image_text_collate` stacks them into
+the batch that :class:`~mmseg_plugins.train_model.GroupViTTrainModel` takes.
+Every augmentation and text setting is a constructor argument, so configs show
+them all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from mmengine.registry import FUNCTIONS
+from mmseg.registry import DATASETS
+from torch.utils.data import Dataset, IterableDataset
+
+_DEFAULT_IMAGE = dict(image_size=224)
+_DEFAULT_TEXT = dict(num_prompts=3, templates="imagenet")
+
+
+def _transforms(image: dict | None, text: dict | None, context_length: int) -> tuple[Any, Any]:
+    from groupvit import get_tokenizer
+    from groupvit.data import CaptionTransform, build_train_transform
+
+    image_tf = build_train_transform(**(_DEFAULT_IMAGE if image is None else image))
+    text_tf = CaptionTransform(get_tokenizer(context_length), **(_DEFAULT_TEXT if text is None else text))
+    return image_tf, text_tf
+
+
+@DATASETS.register_module()
+class ImageTextFolderDataset(Dataset):
+    """Map-style image-caption folder (``captions.jsonl`` / ``captions.csv`` index).
+
+    Args:
+        data_root: folder holding the index and the images it names.
+        index: index file name inside ``data_root``.
+        image_transform: keyword arguments of ``groupvit.data.build_train_transform``.
+        text_transform: keyword arguments of ``groupvit.data.CaptionTransform``
+            (``num_prompts``, ``templates``).
+        context_length: tokenizer context length.
+    """
+
+    def __init__(
+        self,
+        data_root: str,
+        index: str = "captions.jsonl",
+        image_transform: dict | None = None,
+        text_transform: dict | None = None,
+        context_length: int = 77,
+    ) -> None:
+        from groupvit.data import ImageTextFolder
+
+        image_tf, text_tf = _transforms(image_transform, text_transform, context_length)
+        self.dataset = ImageTextFolder(data_root, index=index, transform=image_tf, text_transform=text_tf)
+        self.metainfo: dict = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, idx: int) -> dict:
+        return self.dataset[idx]
+
+
+@DATASETS.register_module()
+class ImageTextWebDataset(IterableDataset):
+    """Stream of webdataset shards (img2dataset layout: ``key.jpg`` + ``key.txt``).
+
+    Shards are split across processes and data-loader workers by
+    ``groupvit.data.build_webdataset``; use it with ``sampler=None`` in the
+    data loader config. The stream restarts (reshuffled) when it runs out.
+
+    Args:
+        sources: one brace pattern per source, e.g.
+            ``"/data/cc3m/{00000..00331}.tar"``; sources are mixed.
+        image_transform / text_transform / context_length: as for
+            :class:`ImageTextFolderDataset`.
+        shuffle: size of the sample shuffle buffer (0 disables it).
+        **kwargs: further keyword arguments of ``build_webdataset``.
+    """
+
+    def __init__(
+        self,
+        sources: list[str] | str,
+        image_transform: dict | None = None,
+        text_transform: dict | None = None,
+        context_length: int = 77,
+        shuffle: int = 1000,
+        **kwargs: Any,
+    ) -> None:
+        from groupvit.data import build_webdataset
+
+        if isinstance(sources, str):
+            sources = [sources]
+        image_tf, text_tf = _transforms(image_transform, text_transform, context_length)
+        self.dataset = build_webdataset(list(sources), image_tf, text_tf, shuffle=shuffle, **kwargs)
+        self.metainfo: dict = {}
+
+    def __iter__(self):
+        return iter(self.dataset)
+
+
+@FUNCTIONS.register_module(name="groupvit_image_text_collate")
+def image_text_collate(batch: list[dict]) -> dict:
+    """Samples -> ``dict(inputs=[B, 3, S, S], data_samples=dict(text=[B, 1 + K, L], skipped=[]))``."""
+    return dict(
+        inputs=torch.stack([s["image"] for s in batch]),
+        data_samples=dict(
+            text=torch.stack([s["text"] for s in batch]),
+            skipped=torch.tensor(sum(int(s.get("skipped", 0)) for s in batch)),
+        ),
+    )

@@ -1,0 +1,97 @@
+"""GroupViT training model for mmengine's runner (``mim train mmseg CONFIG``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from mmseg.models.data_preprocessor import SegDataPreProcessor
+from mmseg.registry import MODELS
+
+from mmseg_plugins.segmentor import GroupViTSegmentor
+
+
+@MODELS.register_module()
+class GroupViTDataPreProcessor(SegDataPreProcessor):
+    """Training batches pass through; validation batches get mmseg's preprocessing.
+
+    Image-text batches from :func:`mmseg_plugins.train_data.image_text_collate`
+    are already stacked and ImageNet-normalised by ``groupvit.data``, so training
+    only moves them to the device. Validation batches (uint8 images and
+    ``SegDataSample``s) are normalised and stacked by ``SegDataPreProcessor``.
+    """
+
+    def forward(self, data: dict, training: bool = False) -> dict[str, Any]:
+        if training:
+            return self.cast_data(data)
+        return super().forward(data, training)
+
+
+@MODELS.register_module()
+class GroupViTTrainModel(GroupViTSegmentor):
+    """Trains GroupViT on image-text batches; zero-shot segments for validation.
+
+    ``mode="loss"``: ``inputs`` [B, 3, S, S] normalised images, ``data_samples``
+    ``dict(text=LongTensor [B, 1 + K, L])`` (caption, then K noun prompts) ->
+    ``dict(loss_itc, loss_multi_label, logit_scale, multi_label_logit_scale)``;
+    the keys with ``loss`` are summed by mmengine, the scales are only logged.
+    ``mode="tensor"``: ``(image_embeds [B, D], text_embeds [B, D])``, normalised.
+    ``mode="predict"``: zero-shot segmentation, inherited from
+    :class:`~mmseg_plugins.segmentor.GroupViTSegmentor`.
+
+    Both losses gather embeddings across processes (with gradients) when more
+    than one process trains; see ``groupvit.losses``.
+
+    Args:
+        multi_label_weight: weight of the multi-label loss (1.0 in the paper).
+        grad_checkpointing: recompute transformer blocks in backward (less memory).
+        **kwargs: the arguments of :class:`GroupViTSegmentor` (model name,
+            overrides, checkpoint, class names, zero-shot settings, data
+            preprocessor).
+    """
+
+    def __init__(
+        self, multi_label_weight: float = 1.0, grad_checkpointing: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        from groupvit.losses import ContrastiveLoss, MultiLabelContrastiveLoss
+
+        self.contrastive_loss = ContrastiveLoss()
+        self.multi_label_loss = MultiLabelContrastiveLoss()
+        self.multi_label_weight = multi_label_weight
+        if grad_checkpointing:
+            self.model.set_grad_checkpointing(True)
+
+    def forward(self, inputs: torch.Tensor, data_samples: Any = None, mode: str = "tensor") -> Any:
+        if mode == "loss":
+            return self.loss(inputs, data_samples)
+        if mode == "tensor" and isinstance(data_samples, dict):
+            return self._embed(inputs, data_samples["text"][:, 0])
+        return super().forward(inputs, data_samples, mode)
+
+    def _embed(self, images: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images [B, 3, S, S], tokens [N, L] -> normalised (image [B, D], text [N, D])."""
+        return self.model.encode_image(images, normalize=True), self.model.encode_text(tokens, normalize=True)
+
+    def loss(self, inputs: torch.Tensor, data_samples: dict) -> dict[str, torch.Tensor]:
+        text = data_samples["text"]  # [B, 1 + K, L]
+        batch, rows = text.shape[:2]
+        # Drop the padding columns every row shares (ids 0 after the end token): the causal text
+        # tower pools at the end token, so the embeddings are unchanged and the text side is
+        # several times cheaper (captions are far shorter than the 77-token context).
+        text = text[..., : max(int((text != 0).sum(-1).max()), 1)]
+        # One text forward for captions and prompts: the projector's BatchNorm sees them all.
+        image_embeds, text_embeds = self._embed(inputs, text.flatten(0, 1))
+        text_embeds = text_embeds.view(batch, rows, -1)
+        scale = self.model.logit_scale_value()
+        ml_scale = self.model.multi_label_logit_scale_value()
+        # Similarities with scales up to 100 need more precision than bf16 / fp16 autocast gives.
+        with torch.autocast(device_type=inputs.device.type, enabled=False):
+            image_embeds, text_embeds = image_embeds.float(), text_embeds.float()
+            losses = dict(loss_itc=self.contrastive_loss(image_embeds, text_embeds[:, 0], scale.float()))
+            if rows > 1:
+                loss_ml = self.multi_label_loss(image_embeds, text_embeds[:, 1:], ml_scale.float())
+                losses["loss_multi_label"] = self.multi_label_weight * loss_ml
+        losses["logit_scale"] = scale.detach()
+        losses["multi_label_logit_scale"] = ml_scale.detach()
+        return losses

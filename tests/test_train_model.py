@@ -1,0 +1,145 @@
+"""GroupViTTrainModel: loss wiring, optimiser groups, collate / skipped samples, and a short training
+run in which both losses fall well below their chance levels."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+from train_helpers import TINY_CONFIG, write_caption_folder, write_small_config
+
+import mmseg_plugins  # noqa: F401  (compat first, registers the training modules)
+from groupvit.losses import ContrastiveLoss, MultiLabelContrastiveLoss
+from mmseg_plugins.train_data import image_text_collate
+
+B, K = 6, 3
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # On shared, oversubscribed CI cores OpenMP threads spin at barriers: one thread is ~10x faster.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _build(**model_cfg) -> torch.nn.Module:
+    init_default_scope("mmseg")
+    cfg = Config.fromfile(TINY_CONFIG)
+    cfg.model.update(model_name="groupvit_tiny", **model_cfg)
+    return MODELS.build(cfg.model)
+
+
+def _batch(seed: int = 0) -> dict:
+    """Collated image-text batch: captions of different lengths, padding ids 0 up to 77."""
+    g = torch.Generator().manual_seed(seed)
+    text = torch.zeros(B, 1 + K, 77, dtype=torch.long)
+    for b in range(B):
+        for r in range(1 + K):
+            n = 4 + (3 * b + r) % 9
+            text[b, r, :n] = torch.randint(1, 49000, (n,), generator=g)
+            text[b, r, n] = 49407  # end token: the largest id, pooled by argmax
+    samples = [dict(image=torch.randn(3, 64, 64, generator=g), text=text[b], skipped=b % 2) for b in range(B)]
+    return image_text_collate(samples)
+
+
+def test_collate_stacks_and_sums_skipped() -> None:
+    batch = _batch()
+    assert batch["inputs"].shape == (B, 3, 64, 64)
+    assert batch["data_samples"]["text"].shape == (B, 1 + K, 77)
+    assert int(batch["data_samples"]["skipped"]) == 3
+
+
+def test_loss_matches_groupvit_losses_on_untrimmed_text() -> None:
+    model = _build()
+    data = model.data_preprocessor(_batch(), True)
+    torch.manual_seed(1)  # the same Gumbel noise in both image forwards
+    losses = model(**data, mode="loss")
+    assert set(losses) == {"loss_itc", "loss_multi_label", "logit_scale", "multi_label_logit_scale"}
+
+    # reference: full 77-token rows (the model trims shared padding), caption -> ITC, prompts -> multi-label
+    net = model.model
+    text = data["data_samples"]["text"]
+    torch.manual_seed(1)
+    image = net.encode_image(data["inputs"], normalize=True)
+    texts = net.encode_text(text.flatten(0, 1), normalize=True).view(B, 1 + K, -1)
+    itc = ContrastiveLoss()(image, texts[:, 0], net.logit_scale_value())
+    ml = MultiLabelContrastiveLoss()(image, texts[:, 1:], net.multi_label_logit_scale_value())
+    torch.testing.assert_close(losses["loss_itc"], itc, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(losses["loss_multi_label"], ml, rtol=1e-5, atol=1e-5)
+    assert float(losses["logit_scale"]) == pytest.approx(1 / 0.07, rel=1e-4)
+
+    (losses["loss_itc"] + losses["loss_multi_label"]).backward()
+    assert net.logit_scale.grad is not None and net.multi_label_logit_scale.grad is not None
+
+
+def test_logit_scale_is_clamped_at_100() -> None:
+    model = _build()
+    with torch.no_grad():
+        model.model.logit_scale.fill_(math.log(1000.0))
+    data = model.data_preprocessor(_batch(), True)
+    assert float(model(**data, mode="loss")["logit_scale"]) == pytest.approx(100.0)
+
+
+def test_tensor_mode_gives_normalised_embeddings() -> None:
+    model = _build()
+    data = model.data_preprocessor(_batch(), True)
+    image, text = model(**data, mode="tensor")
+    assert image.shape == text.shape == (B, 32)
+    torch.testing.assert_close(image.norm(dim=-1), torch.ones(B))
+
+
+def test_predict_mode_segments_for_iou_metric() -> None:
+    model = _build(class_names=("background", "apple", "car"), test_cfg=None).eval()
+    samples = [SegDataSample(metainfo=dict(img_shape=(64, 48), ori_shape=(80, 60))) for _ in range(2)]
+    data = dict(
+        inputs=[torch.randint(0, 255, (3, 64, 48), dtype=torch.uint8) for _ in range(2)], data_samples=samples
+    )
+    out = model.val_step(data)
+    assert out[0].pred_sem_seg.data.shape == (1, 80, 60)
+    assert out[0].seg_logits.data.shape == (3, 80, 60)
+
+
+def test_no_weight_decay_groups() -> None:
+    model = _build()
+    cfg = Config.fromfile(TINY_CONFIG)
+    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    decay = {id(p): g["weight_decay"] for g in optim.optimizer.param_groups for p in g["params"]}
+    names = {n: p for n, p in model.named_parameters()}
+    exempt = {f"model.{n}" for n in model.model.no_weight_decay()}
+    assert exempt <= set(names)
+    for name, p in names.items():
+        is_norm_or_bias = p.ndim == 1  # LayerNorm / BatchNorm weights and every bias
+        expected = 0.0 if (name in exempt or is_norm_or_bias) else cfg.weight_decay
+        assert decay[id(p)] == expected, name
+
+
+def test_short_training_run_beats_chance(tmp_path) -> None:
+    """A run on 16 memorisable scenes (one corrupt file among them): both losses end far below chance."""
+    batch = 16
+    data_root = write_caption_folder(tmp_path / "data", num=batch, corrupt=1)
+    cfg = Config.fromfile(write_small_config(tmp_path / "cfg.py", data_root, batch_size=batch, max_iters=300))
+    cfg.work_dir = str(tmp_path / "work")
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    hub = runner.message_hub
+    itc = hub.get_scalar("train/loss_itc").mean(10)
+    ml = hub.get_scalar("train/loss_multi_label").mean(10)
+    chance_itc = math.log(batch)  # 2.77
+    chance_ml = 0.5 * (math.log(batch * 3) + math.log(batch))  # image side ln(B K), prompt side ln(B): 3.32
+    print(f"loss_itc {itc:.3f} (chance {chance_itc:.3f}), loss_multi_label {ml:.3f} (chance {chance_ml:.3f})")
+    assert itc < 0.3 * chance_itc
+    # the prompt side cannot reach 0: scenes share nouns ("a photo of a car" fits several images)
+    assert ml < 0.6 * chance_ml
+    # the corrupt file was skipped, counted and logged (index 16 wraps to 0 -> one skip per visit)
+    assert hub.get_info("groupvit_skipped_samples") > 0
+    log = next((tmp_path / "work").glob("*/*.log")).read_text()
+    assert "corrupt image-text samples" in log
