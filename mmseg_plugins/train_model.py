@@ -8,6 +8,7 @@ import torch
 from mmseg.models.data_preprocessor import SegDataPreProcessor
 from mmseg.registry import MODELS
 
+from groupvit.losses import ContrastiveLoss, MultiLabelContrastiveLoss, text_ids
 from mmseg_plugins.segmentor import GroupViTSegmentor
 
 
@@ -44,6 +45,10 @@ class GroupViTTrainModel(GroupViTSegmentor):
 
     Args:
         multi_label_weight: weight of the multi-label loss (1.0 in the paper).
+        duplicate_positives: identical captions / prompts in the global batch count as
+            positives instead of negatives (``groupvit.losses.text_ids``). Off in the paper;
+            on for small vocabularies such as the synthetic scenes, where the same prompt
+            recurs many times per batch.
         grad_checkpointing: recompute transformer blocks in backward (less memory).
         **kwargs: the arguments of :class:`GroupViTSegmentor` (model name,
             overrides, checkpoint, class names, zero-shot settings, data
@@ -51,14 +56,17 @@ class GroupViTTrainModel(GroupViTSegmentor):
     """
 
     def __init__(
-        self, multi_label_weight: float = 1.0, grad_checkpointing: bool = False, **kwargs: Any
+        self,
+        multi_label_weight: float = 1.0,
+        duplicate_positives: bool = False,
+        grad_checkpointing: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        from groupvit.losses import ContrastiveLoss, MultiLabelContrastiveLoss
-
         self.contrastive_loss = ContrastiveLoss()
         self.multi_label_loss = MultiLabelContrastiveLoss()
         self.multi_label_weight = multi_label_weight
+        self.duplicate_positives = duplicate_positives
         if grad_checkpointing:
             self.model.set_grad_checkpointing(True)
 
@@ -76,10 +84,8 @@ class GroupViTTrainModel(GroupViTSegmentor):
     def loss(self, inputs: torch.Tensor, data_samples: dict) -> dict[str, torch.Tensor]:
         text = data_samples["text"]  # [B, 1 + K, L]
         batch, rows = text.shape[:2]
-        # Drop the padding columns every row shares (ids 0 after the end token): the causal text
-        # tower pools at the end token, so the embeddings are unchanged and the text side is
-        # several times cheaper (captions are far shorter than the 77-token context).
-        text = text[..., : max(int((text != 0).sum(-1).max()), 1)]
+        # ids of the full rows, so that equal texts get equal ids in every process
+        ids = text_ids(text) if self.duplicate_positives else None  # [B, 1 + K]
         # One text forward for captions and prompts: the projector's BatchNorm sees them all.
         image_embeds, text_embeds = self._embed(inputs, text.flatten(0, 1))
         text_embeds = text_embeds.view(batch, rows, -1)
@@ -88,9 +94,15 @@ class GroupViTTrainModel(GroupViTSegmentor):
         # Similarities with scales up to 100 need more precision than bf16 / fp16 autocast gives.
         with torch.autocast(device_type=inputs.device.type, enabled=False):
             image_embeds, text_embeds = image_embeds.float(), text_embeds.float()
-            losses = dict(loss_itc=self.contrastive_loss(image_embeds, text_embeds[:, 0], scale.float()))
+            losses = dict(
+                loss_itc=self.contrastive_loss(
+                    image_embeds, text_embeds[:, 0], scale.float(), None if ids is None else ids[:, 0]
+                )
+            )
             if rows > 1:
-                loss_ml = self.multi_label_loss(image_embeds, text_embeds[:, 1:], ml_scale.float())
+                loss_ml = self.multi_label_loss(
+                    image_embeds, text_embeds[:, 1:], ml_scale.float(), None if ids is None else ids[:, 1:]
+                )
                 losses["loss_multi_label"] = self.multi_label_weight * loss_ml
         losses["logit_scale"] = scale.detach()
         losses["multi_label_logit_scale"] = ml_scale.detach()

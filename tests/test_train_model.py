@@ -16,7 +16,7 @@ from mmseg.structures import SegDataSample
 from train_helpers import TINY_CONFIG, write_caption_folder, write_small_config
 
 import mmseg_plugins  # noqa: F401  (compat first, registers the training modules)
-from groupvit.losses import ContrastiveLoss, MultiLabelContrastiveLoss
+from groupvit.losses import ContrastiveLoss, MultiLabelContrastiveLoss, text_ids
 from mmseg_plugins.train_data import image_text_collate
 
 B, K = 6, 3
@@ -47,6 +47,8 @@ def _batch(seed: int = 0) -> dict:
             n = 4 + (3 * b + r) % 9
             text[b, r, :n] = torch.randint(1, 49000, (n,), generator=g)
             text[b, r, n] = 49407  # end token: the largest id, pooled by argmax
+    text[1] = text[0]  # a duplicate sample: its texts are positives of both with duplicate_positives
+    text[1] = text[0]  # a duplicate pair: equal texts are positives with duplicate_positives
     samples = [dict(image=torch.randn(3, 64, 64, generator=g), text=text[b], skipped=b % 2) for b in range(B)]
     return image_text_collate(samples)
 
@@ -58,21 +60,27 @@ def test_collate_stacks_and_sums_skipped() -> None:
     assert int(batch["data_samples"]["skipped"]) == 3
 
 
-def test_loss_matches_groupvit_losses_on_untrimmed_text() -> None:
-    model = _build()
+@pytest.mark.parametrize("duplicate_positives", [False, True])
+def test_loss_matches_groupvit_losses(duplicate_positives: bool) -> None:
+    model = _build(duplicate_positives=duplicate_positives)
     data = model.data_preprocessor(_batch(), True)
     torch.manual_seed(1)  # the same Gumbel noise in both image forwards
     losses = model(**data, mode="loss")
     assert set(losses) == {"loss_itc", "loss_multi_label", "logit_scale", "multi_label_logit_scale"}
 
-    # reference: full 77-token rows (the model trims shared padding), caption -> ITC, prompts -> multi-label
+    # reference: caption -> ITC, prompts -> multi-label, ids of identical texts when asked
     net = model.model
     text = data["data_samples"]["text"]
     torch.manual_seed(1)
     image = net.encode_image(data["inputs"], normalize=True)
     texts = net.encode_text(text.flatten(0, 1), normalize=True).view(B, 1 + K, -1)
-    itc = ContrastiveLoss()(image, texts[:, 0], net.logit_scale_value())
-    ml = MultiLabelContrastiveLoss()(image, texts[:, 1:], net.multi_label_logit_scale_value())
+    ids = text_ids(text) if duplicate_positives else torch.zeros(B, 1 + K, dtype=torch.long)
+    itc = ContrastiveLoss()(
+        image, texts[:, 0], net.logit_scale_value(), ids[:, 0] if duplicate_positives else None
+    )
+    ml = MultiLabelContrastiveLoss()(
+        image, texts[:, 1:], net.multi_label_logit_scale_value(), ids[:, 1:] if duplicate_positives else None
+    )
     torch.testing.assert_close(losses["loss_itc"], itc, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(losses["loss_multi_label"], ml, rtol=1e-5, atol=1e-5)
     assert float(losses["logit_scale"]) == pytest.approx(1 / 0.07, rel=1e-4)

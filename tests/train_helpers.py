@@ -44,7 +44,10 @@ def write_small_config(
     log_interval: int = 10,
     model_name: str = "groupvit_tiny",
 ) -> Path:
-    """A config on top of the tiny synthetic one: tiny model, the given folder, no validation, CPU."""
+    """A config on top of the tiny synthetic one: tiny model, the given folder, no validation, CPU.
+
+    The paper's losses (no duplicate-aware targets), so that chance levels are ln(B) and ln(B K).
+    """
     if warmup_iters:
         schedule = (
             f"[dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end={warmup_iters}),\n"
@@ -54,7 +57,7 @@ def write_small_config(
         schedule = "[dict(type='ConstantLR', factor=1.0, by_epoch=False)]"
     path.write_text(
         f"""_base_ = [{str(TINY_CONFIG)!r}]
-model = dict(model_name={model_name!r})
+model = dict(model_name={model_name!r}, duplicate_positives=False)
 train_dataloader = dict(
     batch_size={batch_size}, num_workers=0, persistent_workers=False,
     dataset=dict(data_root={str(data_root)!r},

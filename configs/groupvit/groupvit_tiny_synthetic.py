@@ -27,6 +27,8 @@ model = dict(
     model_overrides=dict(),  # e.g. {"vision.drop_path_rate": 0.1}
     checkpoint=None,  # initial weights (fine-tuning); --resume restores everything else
     multi_label_weight=1.0,
+    # 8 nouns: the same prompt recurs many times per batch; count identical texts as positives
+    duplicate_positives=True,
     grad_checkpointing=False,
     # zero-shot validation (see GroupViTSegmentor); class names come from the val dataset
     templates="simple",
