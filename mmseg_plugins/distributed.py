@@ -3,10 +3,10 @@
 GroupViT's projection heads hold BatchNorm layers. Under DDP each process would
 normalise with its own share of the batch, so the model would differ from the
 same global batch trained in one process. ``torch.nn.SyncBatchNorm`` fixes that
-on GPUs but refuses CPU tensors (gloo), and mmcv's SyncBN needs compiled ops, so
-mmengine's ``sync_bn='torch'`` cannot be used for CPU runs. The wrapper below
-converts BatchNorm to :class:`SyncBatchNorm`, which uses torch's fused kernel on
-CUDA and an autograd all-reduce of the batch moments elsewhere.
+on GPUs only (it refuses CPU tensors, and DDP refuses it in a CPU module), and
+mmcv's SyncBN needs compiled ops, so mmengine's ``sync_bn='torch'`` cannot run
+on CPUs (gloo). The wrapper below converts BatchNorm to :class:`SyncBatchNorm`,
+an autograd all-reduce of the batch moments that runs on NCCL and gloo alike.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 from mmengine.model import MMDistributedDataParallel
-from mmseg.registry import MODEL_WRAPPERS
+from mmengine.registry import MODEL_WRAPPERS
 from torch import nn
 
 
@@ -23,34 +23,40 @@ def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-class SyncBatchNorm(nn.SyncBatchNorm):
-    """``nn.SyncBatchNorm`` that also synchronises CPU tensors.
+class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics cover the batch of every process, on any backend.
 
-    mmengine's ``revert_sync_batchnorm`` still recognises it (subclass), so a
-    checkpoint or a single-process run sees plain BatchNorm.
+    Not a subclass of ``nn.SyncBatchNorm``: DDP rejects those in CPU modules. Two all-reduces of
+    C-vectors per layer (GroupViT has two BatchNorm layers, in the projection heads). Statistics
+    are computed in fp32, as autocast does for BatchNorm. Without a process group, with one process
+    or in eval mode it is plain BatchNorm.
     """
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected at least 2-D input [B, C, *], got {x.dim()}-D")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, C] or [B, C, *]."""
-        if x.device.type == "cuda" or not self.training or _world_size() == 1:
+        self._check_input_dim(x)
+        if not self.training or _world_size() == 1:
             return super().forward(x)
-        if x.dim() < 2:
-            raise ValueError(f"expected at least 2-D input, got {x.dim()}-D")
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)
-        count = torch.tensor([float(x.numel() // x.shape[1])], dtype=x.dtype, device=x.device)
+        xf = x.float()
+        count = torch.tensor([float(x.numel() // x.shape[1])], device=x.device)
         dist.all_reduce(count)
-        # Two passes (mean, then centred moment) for the same precision as a local BN.
+        # Two passes (mean, then centred moment) for the precision of a local BatchNorm.
         # all_reduce from torch.distributed.nn carries gradients back to every process.
-        mean = dist_nn.all_reduce(x.sum(dims)) / count
-        centred = x - mean.view(shape)
+        mean = dist_nn.all_reduce(xf.sum(dims)) / count
+        centred = xf - mean.view(shape)
         var = dist_nn.all_reduce(centred.square().sum(dims)) / count
         if self.track_running_stats and self.running_mean is not None:
             self._update_running_stats(mean.detach(), var.detach(), count.item())
         out = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
-        return out
+        return out.to(x.dtype)
 
     @torch.no_grad()
     def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, count: float) -> None:
@@ -86,6 +92,7 @@ def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
     return out
 
 
+# mmengine's root registry: Runner.wrap_model looks the type up there, not in mmseg's child registry
 @MODEL_WRAPPERS.register_module()
 class GroupViTDistributedDataParallel(MMDistributedDataParallel):
     """``MMDistributedDataParallel`` with SyncBN and CPU (gloo) support.
