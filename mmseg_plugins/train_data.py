@@ -74,6 +74,10 @@ class ImageTextWebDataset(IterableDataset):
     Args:
         sources: one brace pattern per source, e.g.
             ``"/data/cc3m/{00000..00331}.tar"``; sources are mixed.
+        length: nominal samples per process and epoch, what ``len()`` reports.
+            mmengine reads the data loader's length to build its schedulers
+            (``epoch_length``); the stream itself does not stop there. Usually
+            the pairs in all sources divided by the number of processes.
         image_transform / text_transform / context_length: as for
             :class:`ImageTextFolderDataset`.
         shuffle: size of the sample shuffle buffer (0 disables it).
@@ -83,6 +87,7 @@ class ImageTextWebDataset(IterableDataset):
     def __init__(
         self,
         sources: list[str] | str,
+        length: int,
         image_transform: dict | None = None,
         text_transform: dict | None = None,
         context_length: int = 77,
@@ -95,7 +100,11 @@ class ImageTextWebDataset(IterableDataset):
             sources = [sources]
         image_tf, text_tf = _transforms(image_transform, text_transform, context_length)
         self.dataset = build_webdataset(list(sources), image_tf, text_tf, shuffle=shuffle, **kwargs)
+        self.length = int(length)
         self.metainfo: dict = {}
+
+    def __len__(self) -> int:
+        return self.length
 
     def __iter__(self):
         return iter(self.dataset)

@@ -62,7 +62,8 @@ folder_dataset = dict(
 )
 shard_dataset = dict(
     type="ImageTextWebDataset",
-    sources=[data_root + "/train_shards/synthetic-{000000..000019}.tar"],
+    sources=[data_root + "/train_shards/synthetic-{000000..000019}.tar"],  # 20000 pairs, 1000 per shard
+    length=20000,  # pairs per process and epoch (only reported as the data loader's length)
     image_transform=image_transform,
     text_transform=text_transform,
     shuffle=1000,

@@ -1,0 +1,128 @@
+"""Training configs: the paper setting as stated, the tiny synthetic one builds and runs on CPU, and the
+webdataset path (shards -> stream -> batches -> a few iterations) works through mmengine."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+from mmseg.registry import MODELS
+from train_helpers import REPO, TINY_CONFIG, write_caption_folder, write_small_config
+
+import mmseg_plugins  # noqa: F401
+from mmseg_plugins.loops import _NoReplay
+
+PAPER_CONFIG = REPO / "configs" / "groupvit" / "groupvit_s_gcc_yfcc_30e.py"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_paper_config_states_the_paper_setting() -> None:
+    cfg = Config.fromfile(PAPER_CONFIG)
+    assert cfg.train_dataloader.batch_size == 256 and cfg.num_gpus * 256 == 4096
+    assert cfg.train_dataloader.sampler is None and cfg.train_dataloader.dataset.type == "ImageTextWebDataset"
+    assert len(cfg.train_dataloader.dataset.sources) == 3
+    assert cfg.train_dataloader.dataset.text_transform.num_prompts == 3
+    assert cfg.train_dataloader.dataset.image_transform.image_size == 224
+    optim = cfg.optim_wrapper
+    assert optim.type == "AmpOptimWrapper" and optim.dtype == "bfloat16"
+    assert optim.optimizer.type == "AdamW" and optim.optimizer.lr == pytest.approx(1.6e-3)
+    assert optim.optimizer.weight_decay == 0.05 and optim.clip_grad.max_norm == 5.0
+    warmup, cosine = cfg.param_scheduler
+    epoch = cfg.num_samples // 4096
+    assert cfg.iters_per_epoch == epoch and cfg.train_cfg.max_iters == 30 * epoch
+    assert cfg.train_dataloader.dataset.length // 256 == epoch  # len(train_dataloader), per process
+    assert (warmup.type, warmup.end) == ("LinearLR", 2 * epoch)
+    assert (cosine.type, cosine.begin, cosine.end) == ("CosineAnnealingLR", 2 * epoch, 30 * epoch)
+    assert cosine.eta_min == pytest.approx(4e-5)
+    assert cfg.model.model_overrides["vision.drop_path_rate"] == 0.1
+    assert cfg.model_wrapper_cfg.sync_bn is True
+    assert (
+        cfg.train_cfg.val_interval == epoch and cfg.val_dataloader.dataset.type == "CheckedPascalVOCDataset"
+    )
+
+
+def test_paper_config_without_zero_shot_val(tmp_path: Path) -> None:
+    text = PAPER_CONFIG.read_text().replace("zero_shot_val = True", "zero_shot_val = False")
+    cfg = Config.fromstring(text, file_format=".py")
+    assert cfg.val_cfg is None and cfg.val_dataloader is None and cfg.val_evaluator is None
+
+
+def test_tiny_synthetic_model_is_small() -> None:
+    init_default_scope("mmseg")
+    cfg = Config.fromfile(TINY_CONFIG)
+    assert cfg.optim_wrapper.type == "OptimWrapper"  # CPU-friendly
+    model = MODELS.build(cfg.model)
+    vision = model.model.config.vision
+    assert (vision.image_size, vision.patch_size) == (64, 8)
+    params = sum(p.numel() for p in model.parameters())
+    assert 1e6 < params < 4e6, params
+
+
+def _write_shards(folder: Path, out: Path, per_shard: int) -> str:
+    """img2dataset layout (KEY.jpg, KEY.txt) from a caption folder; returns the brace pattern."""
+    rows = [json.loads(line) for line in (folder / "captions.jsonl").read_text().splitlines()]
+    out.mkdir(parents=True)
+    num = math.ceil(len(rows) / per_shard)
+    for s in range(num):
+        with tarfile.open(out / f"{s:05d}.tar", "w") as tar:
+            for i, row in enumerate(rows[s * per_shard : (s + 1) * per_shard]):
+                for name, data in (
+                    (f"{s:05d}{i:04d}.jpg", (folder / row["image"]).read_bytes()),
+                    (f"{s:05d}{i:04d}.txt", row["caption"].encode()),
+                ):
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    return str(out / f"{{00000..{num - 1:05d}}}.tar")
+
+
+def test_webdataset_training_through_the_runner(tmp_path: Path) -> None:
+    folder = write_caption_folder(tmp_path / "folder", num=12)
+    pattern = _write_shards(folder, tmp_path / "shards", per_shard=4)
+    cfg = Config.fromfile(
+        write_small_config(tmp_path / "cfg.py", folder, batch_size=4, max_iters=5, log_interval=1)
+    )
+    cfg.train_dataloader.sampler = None
+    cfg.train_dataloader.dataset = dict(
+        type="ImageTextWebDataset",
+        sources=[pattern],
+        length=12,
+        image_transform=dict(image_size=64, scale=(0.8, 1.0), auto_augment=None, color_jitter=0.0),
+        text_transform=dict(num_prompts=3, templates="imagenet"),
+        shuffle=8,
+    )
+    cfg.work_dir = str(tmp_path / "work")
+    runner = Runner.from_cfg(cfg)
+    batch = next(iter(runner.train_dataloader))
+    assert batch["inputs"].shape == (4, 3, 64, 64)
+    assert batch["data_samples"]["text"].shape == (4, 4, 77)
+    runner.train()  # 5 iterations over a 12-sample stream: it restarts when it runs out
+    assert runner.iter == 5
+
+
+def test_stream_is_not_replayed_on_resume() -> None:
+    pulled = []
+
+    def stream():
+        for i in range(10):
+            pulled.append(i)
+            yield i
+
+    it = _NoReplay(stream(), 3)
+    assert [next(it) for _ in range(5)] == [None, None, None, 0, 1]
+    assert pulled == [0, 1]
