@@ -10,11 +10,11 @@ custom_imports = dict(imports=["mmseg_plugins"], allow_failed_imports=False)
 data_root = "data/synthetic"  # --out of tools/make_synthetic_data.py
 use_shards = False  # True: read data_root/train_shards/*.tar (webdataset) instead of the image folder
 image_size = 64
-batch_size = 64  # per process; the losses contrast over the global batch (all processes)
+batch_size = 128  # per process; the losses contrast over the global batch (all processes)
 num_workers = 2
 max_iters = 4000
 warmup_iters = 200
-lr = 1e-3
+lr = 2e-3
 min_lr = 1e-5
 weight_decay = 0.05
 val_interval = 1000  # zero-shot segmentation of data_root/val every N iterations (and at the end)
@@ -102,6 +102,10 @@ val_dataloader = dict(
 )
 val_evaluator = dict(type="IoUMetric", iou_metrics=["mIoU"])
 val_cfg = dict(type="ValLoop")
+# mim test mmseg configs/groupvit/groupvit_tiny_synthetic.py --checkpoint CKPT scores the same set
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator
+test_cfg = dict(type="TestLoop")
 
 optim_wrapper = dict(
     type="OptimWrapper",  # fp32; on a GPU "AmpOptimWrapper" with dtype="bfloat16" (or --amp)
@@ -134,6 +138,7 @@ default_hooks = dict(
         type="CheckpointHook", by_epoch=False, interval=checkpoint_interval, save_last=True, max_keep_ckpts=3
     ),
     sampler_seed=dict(type="DistSamplerSeedHook"),
+    visualization=dict(type="SegVisualizationHook", draw=False, interval=1),  # `mim test --show-dir`
 )
 custom_hooks = [
     dict(type="SkippedSamplesHook", interval=50),  # corrupt samples skipped, in the training log
