@@ -3,6 +3,7 @@
 from groupvit.layers.attention import Attention, CrossAttention
 from groupvit.layers.blocks import CrossAttentionBlock, TransformerBlock
 from groupvit.layers.grouping import AssignAttention, GroupingBlock, hard_softmax
+from groupvit.layers.linear import Linear, linear
 from groupvit.layers.mlp import MixerMlp, Mlp, QuickGELU
 from groupvit.layers.patch_embed import PatchEmbed
 from groupvit.layers.pos_embed import resample_pos_embed
@@ -13,11 +14,13 @@ __all__ = [
     "CrossAttention",
     "CrossAttentionBlock",
     "GroupingBlock",
+    "Linear",
     "Mlp",
     "MixerMlp",
     "PatchEmbed",
     "QuickGELU",
     "TransformerBlock",
     "hard_softmax",
+    "linear",
     "resample_pos_embed",
 ]

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from groupvit.layers.linear import Linear
+
 
 class Attention(nn.Module):
     """Multi-head self-attention with a fused qkv projection.
@@ -19,8 +21,8 @@ class Attention(nn.Module):
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, is_causal: bool = False) -> torch.Tensor:
         """x: [B, N, C] -> [B, N, C]; ``is_causal`` masks future tokens (text tower)."""
@@ -39,10 +41,10 @@ class CrossAttention(nn.Module):
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
-        self.q_proj = nn.Linear(dim, dim, bias=qkv_bias)
-        self.k_proj = nn.Linear(dim, dim, bias=qkv_bias)
-        self.v_proj = nn.Linear(dim, dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.q_proj = Linear(dim, dim, bias=qkv_bias)
+        self.k_proj = Linear(dim, dim, bias=qkv_bias)
+        self.v_proj = Linear(dim, dim, bias=qkv_bias)
+        self.proj = Linear(dim, dim)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from groupvit.layers.blocks import CrossAttentionBlock
+from groupvit.layers.linear import Linear
 from groupvit.layers.mlp import MixerMlp, Mlp
 
 
@@ -36,10 +37,10 @@ class AssignAttention(nn.Module):
         self.assign_eps = assign_eps
         self.tau = tau
         self.hard = hard
-        self.q_proj = nn.Linear(dim, dim, bias=qkv_bias)
-        self.k_proj = nn.Linear(dim, dim, bias=qkv_bias)
-        self.v_proj = nn.Linear(dim, dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.q_proj = Linear(dim, dim, bias=qkv_bias)
+        self.k_proj = Linear(dim, dim, bias=qkv_bias)
+        self.v_proj = Linear(dim, dim, bias=qkv_bias)
+        self.proj = Linear(dim, dim)
 
     def forward(self, query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """query [B, G, C] segment queries, key [B, N, C] image tokens.

@@ -6,6 +6,8 @@ import torch
 from timm.layers import trunc_normal_
 from torch import nn
 
+from groupvit.layers.linear import Linear
+
 
 class ProjectionHead(nn.Module):
     """Linear -> BatchNorm1d -> ReLU -> Linear: [..., in_dim] -> [..., out_dim].
@@ -15,10 +17,10 @@ class ProjectionHead(nn.Module):
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(in_dim, hidden_dim)
+        self.fc1 = Linear(in_dim, hidden_dim)
         self.norm = nn.BatchNorm1d(hidden_dim)
         self.act = nn.ReLU(inplace=True)
-        self.fc2 = nn.Linear(hidden_dim, out_dim)
+        self.fc2 = Linear(hidden_dim, out_dim)
         for linear in (self.fc1, self.fc2):
             trunc_normal_(linear.weight, std=0.02)
             nn.init.zeros_(linear.bias)
