@@ -11,12 +11,22 @@ an autograd all-reduce of the batch moments that runs on NCCL and gloo alike.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS
 from torch import nn
+
+
+def _all_reduce_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Sum over processes; the backward pass sums the gradients back to every process."""
+    with warnings.catch_warnings():
+        # deprecated in favour of functional collectives, which do not back-propagate
+        warnings.simplefilter("ignore", FutureWarning)
+        return dist_nn.all_reduce(x)
 
 
 def _world_size() -> int:
@@ -47,10 +57,9 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         count = torch.tensor([float(x.numel() // x.shape[1])], device=x.device)
         dist.all_reduce(count)
         # Two passes (mean, then centred moment) for the precision of a local BatchNorm.
-        # all_reduce from torch.distributed.nn carries gradients back to every process.
-        mean = dist_nn.all_reduce(xf.sum(dims)) / count
+        mean = _all_reduce_with_grad(xf.sum(dims)) / count
         centred = xf - mean.view(shape)
-        var = dist_nn.all_reduce(centred.square().sum(dims)) / count
+        var = _all_reduce_with_grad(centred.square().sum(dims)) / count
         if self.track_running_stats and self.running_mean is not None:
             self._update_running_stats(mean.detach(), var.detach(), count.item())
         out = centred * torch.rsqrt(var + self.eps).view(shape)

@@ -151,7 +151,6 @@ log_level = "INFO"
 model_wrapper_cfg = dict(
     type="GroupViTDistributedDataParallel",
     sync_bn=True,
-    broadcast_buffers=False,
     find_unused_parameters=False,
 )
 env_cfg = dict(
