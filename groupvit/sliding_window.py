@@ -89,7 +89,8 @@ def slide_inference(
         if tuple(out.shape) != expected:
             raise ValueError(f"window function returned shape {tuple(out.shape)}, expected {expected}")
         if total is None:
-            total = out.new_zeros(batch, num_channels, height, width)
+            # channels-last like the window scores: the final per-pixel argmax reads contiguous rows
+            total = out.new_zeros(batch, height, width, num_channels).permute(0, 3, 1, 2)
         total[:, :, y0:y1, x0:x1] += out
         count[:, :, y0:y1, x0:x1] += 1
     assert total is not None  # window_grid always yields at least one window

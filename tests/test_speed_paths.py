@@ -1,4 +1,4 @@
-"""The speed paths give the same numbers as the plain ones: text trimming, oneDNN linear."""
+"""The speed paths give the same numbers as the plain ones: text trimming, oneDNN linear, scoring."""
 
 from __future__ import annotations
 
@@ -8,6 +8,14 @@ import torch.nn.functional as F
 
 from groupvit import create_model
 from groupvit.layers import Linear
+from groupvit.models.groupvit import SegmentationFeatures
+from groupvit.zero_shot_functional import (
+    background_channel,
+    group_class_affinity,
+    group_to_pixel_map,
+    scores_from_features,
+    stage_group_maps,
+)
 from groupvit.models.text import trimmed_length
 
 
@@ -88,3 +96,36 @@ def test_linear_non_contiguous_input_and_switch_off() -> None:
     finally:
         torch.backends.mkldnn.enabled = True
     assert set(layer.state_dict()) == {"weight", "bias"}  # checkpoints see a plain nn.Linear
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_scores_gather_equals_one_hot_product(background: bool) -> None:
+    """Scores gathered per group == the protocol's one-hot pixel map @ affinity (+ background)."""
+    g = torch.Generator().manual_seed(0)
+    b, h, w, groups, k, d = 2, 5, 7, 6, 9, 16
+    assignments = (
+        (3 * torch.randn(b, 12, h * w, generator=g)).softmax(1),
+        (3 * torch.randn(b, groups, 12, generator=g)).softmax(1),
+    )
+    features = SegmentationFeatures(
+        assignments, torch.randn(b, groups, d, generator=g), torch.randn(b, d), (h, w)
+    )
+    classes = F.normalize(torch.randn(k, d, generator=g), dim=-1)
+    size = (h * 16 + 3, w * 16)
+    scores = scores_from_features(
+        features, classes, 10.0, size, background=background, bg_thresh=0.3, top_k=4
+    )
+
+    one_hot = group_to_pixel_map(stage_group_maps(assignments)[-1], (h, w), size)  # [B, G, H, W]
+    affinity = group_class_affinity(
+        F.normalize(features.group_embeds, dim=-1),
+        F.normalize(features.image_embeds, dim=-1),
+        classes,
+        10.0,
+        4,
+    )
+    expected = torch.einsum("bghw,bgk->bkhw", one_hot, affinity)
+    if background:
+        expected = torch.cat([background_channel(expected, affinity, 0.3), expected], dim=1)
+    assert torch.equal(scores, expected)
+    assert torch.equal(scores.argmax(dim=1), expected.argmax(dim=1))
