@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from groupvit import create_model
 from groupvit.layers import Linear
 from groupvit.models.groupvit import SegmentationFeatures
+from groupvit.models.text import trimmed_length
 from groupvit.zero_shot_functional import (
     background_channel,
     group_class_affinity,
@@ -16,7 +17,6 @@ from groupvit.zero_shot_functional import (
     scores_from_features,
     stage_group_maps,
 )
-from groupvit.models.text import trimmed_length
 
 
 def _tokens(lengths: list[int], context: int = 77, vocab: int = 49408) -> torch.Tensor:
