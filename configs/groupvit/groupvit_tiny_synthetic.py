@@ -17,8 +17,8 @@ warmup_iters = 200
 lr = 2e-3
 min_lr = 1e-5
 weight_decay = 0.05
-val_interval = 1000  # zero-shot segmentation of data_root/val every N iterations (and at the end)
-checkpoint_interval = 1000
+val_interval = 500  # zero-shot segmentation of data_root/val every N iterations (and at the end)
+checkpoint_interval = 500
 synthetic_classes = ("background", "apple", "house", "star", "tree", "fish", "car", "ball", "flower")
 
 model = dict(
@@ -52,7 +52,8 @@ image_transform = dict(
     image_size=image_size, scale=(0.5, 1.0), auto_augment=None, color_jitter=0.0, re_prob=0.0
 )
 # Text side: caption + up to 3 noun prompts ("a photo of a {}." ...).
-text_transform = dict(num_prompts=3, templates="imagenet")
+# One template: with 8 nouns, identical prompts make the duplicate-aware targets exact.
+text_transform = dict(num_prompts=3, templates="simple")
 folder_dataset = dict(
     type="ImageTextFolderDataset",
     data_root=data_root + "/train",
