@@ -8,7 +8,7 @@ import torch
 from mmseg.models.data_preprocessor import SegDataPreProcessor
 from mmseg.registry import MODELS
 
-from groupvit.losses import ContrastiveLoss, MultiLabelContrastiveLoss, text_ids
+from groupvit.losses import ContrastiveLoss, GroupBalanceLoss, MultiLabelContrastiveLoss, text_ids
 from mmseg_plugins.segmentor import GroupViTSegmentor
 
 
@@ -49,6 +49,8 @@ class GroupViTTrainModel(GroupViTSegmentor):
             positives instead of negatives (``groupvit.losses.text_ids``). Off in the paper;
             on for small vocabularies such as the synthetic scenes, where the same prompt
             recurs many times per batch.
+        group_balance_weight: weight of ``groupvit.losses.GroupBalanceLoss`` (confident, evenly
+            used group assignments; 0 = off, as in the paper). Logged as ``loss_group_balance``.
         grad_checkpointing: recompute transformer blocks in backward (less memory).
         **kwargs: the arguments of :class:`GroupViTSegmentor` (model name,
             overrides, checkpoint, class names, zero-shot settings, data
@@ -59,6 +61,7 @@ class GroupViTTrainModel(GroupViTSegmentor):
         self,
         multi_label_weight: float = 1.0,
         duplicate_positives: bool = False,
+        group_balance_weight: float = 0.0,
         grad_checkpointing: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -67,6 +70,8 @@ class GroupViTTrainModel(GroupViTSegmentor):
         self.multi_label_loss = MultiLabelContrastiveLoss()
         self.multi_label_weight = multi_label_weight
         self.duplicate_positives = duplicate_positives
+        self.group_balance_weight = group_balance_weight
+        self.group_balance_loss = GroupBalanceLoss()
         if grad_checkpointing:
             self.model.set_grad_checkpointing(True)
 
@@ -87,7 +92,12 @@ class GroupViTTrainModel(GroupViTSegmentor):
         # ids of the full rows, so that equal texts get equal ids in every process
         ids = text_ids(text) if self.duplicate_positives else None  # [B, 1 + K]
         # One text forward for captions and prompts: the projector's BatchNorm sees them all.
-        image_embeds, text_embeds = self._embed(inputs, text.flatten(0, 1))
+        assignments: tuple[torch.Tensor, ...] = ()
+        if self.group_balance_weight > 0:
+            image_embeds, assignments = self.model.encode_image_with_assignments(inputs, normalize=True)
+            text_embeds = self.model.encode_text(text.flatten(0, 1), normalize=True)
+        else:
+            image_embeds, text_embeds = self._embed(inputs, text.flatten(0, 1))
         text_embeds = text_embeds.view(batch, rows, -1)
         scale = self.model.logit_scale_value()
         ml_scale = self.model.multi_label_logit_scale_value()
@@ -104,6 +114,10 @@ class GroupViTTrainModel(GroupViTSegmentor):
                     image_embeds, text_embeds[:, 1:], ml_scale.float(), None if ids is None else ids[:, 1:]
                 )
                 losses["loss_multi_label"] = self.multi_label_weight * loss_ml
+            if assignments:
+                losses["loss_group_balance"] = self.group_balance_weight * self.group_balance_loss(
+                    assignments
+                )
         losses["logit_scale"] = scale.detach()
         losses["multi_label_logit_scale"] = ml_scale.detach()
         return losses

@@ -186,3 +186,24 @@ def test_duplicate_prompts_are_positives() -> None:
     assert ContrastiveLoss()(img, txt, scale, torch.tensor([5, 5])).item() == pytest.approx(
         expected_c, abs=1e-5
     )
+
+
+def test_group_balance_loss_values() -> None:
+    from groupvit.losses import GroupBalanceLoss
+
+    loss = GroupBalanceLoss()
+    G, N = 4, 8
+    # one-hot and evenly used: both terms are 0
+    onehot = torch.eye(G).repeat(1, N // G).unsqueeze(0)  # [1, G, N]
+    assert loss([onehot]).item() == pytest.approx(0.0, abs=1e-6)
+    # flat assignments: evenly used (KL 0) but maximal entropy ln G
+    flat = torch.full((2, G, N), 1.0 / G)
+    assert loss([flat]).item() == pytest.approx(math.log(G), abs=1e-5)
+    # collapse: every token one-hot on group 0 -> entropy 0, KL = ln G; stages add up
+    collapsed = torch.zeros(2, G, N)
+    collapsed[:, 0] = 1.0
+    assert loss([collapsed]).item() == pytest.approx(math.log(G), abs=1e-5)
+    assert loss([collapsed, flat]).item() == pytest.approx(2 * math.log(G), abs=1e-5)
+    logits = torch.randn(2, G, N, requires_grad=True)
+    loss([logits.softmax(dim=1)]).backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0

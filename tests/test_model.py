@@ -205,3 +205,16 @@ def test_get_tokenizer() -> None:
 
     tokens = get_tokenizer()(["a photo of a cat."])
     assert tokens.shape == (1, 77) and tokens.dtype == torch.long
+
+
+def test_encode_image_with_assignments_matches_encode_image() -> None:
+    import groupvit
+
+    model = groupvit.create_model("groupvit_tiny").eval()
+    x = torch.randn(2, 3, 64, 64)
+    out = model.encode_image_with_assignments(x, normalize=True)
+    torch.testing.assert_close(out.image_embeds, model.encode_image(x, normalize=True))
+    feats = model.forward_segmentation(x)
+    assert len(out.assignments) == len(feats.assignments)
+    for a, b in zip(out.assignments, feats.assignments):
+        torch.testing.assert_close(a, b)

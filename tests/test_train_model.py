@@ -62,7 +62,7 @@ def test_collate_stacks_and_sums_skipped() -> None:
 
 @pytest.mark.parametrize("duplicate_positives", [False, True])
 def test_loss_matches_groupvit_losses(duplicate_positives: bool) -> None:
-    model = _build(duplicate_positives=duplicate_positives)
+    model = _build(duplicate_positives=duplicate_positives, group_balance_weight=0.0)
     data = model.data_preprocessor(_batch(), True)
     torch.manual_seed(1)  # the same Gumbel noise in both image forwards
     losses = model(**data, mode="loss")
@@ -87,6 +87,28 @@ def test_loss_matches_groupvit_losses(duplicate_positives: bool) -> None:
 
     (losses["loss_itc"] + losses["loss_multi_label"]).backward()
     assert net.logit_scale.grad is not None and net.multi_label_logit_scale.grad is not None
+
+
+def test_group_balance_loss_is_added_when_enabled() -> None:
+    from groupvit.losses import GroupBalanceLoss
+
+    model = _build(group_balance_weight=0.5)
+    data = model.data_preprocessor(_batch(), True)
+    torch.manual_seed(1)
+    losses = model(**data, mode="loss")
+    assert set(losses) == {
+        "loss_itc",
+        "loss_multi_label",
+        "loss_group_balance",
+        "logit_scale",
+        "multi_label_logit_scale",
+    }
+    torch.manual_seed(1)  # the same Gumbel noise: the soft assignments of the same forward
+    grouping = model.model.encode_image_with_assignments(data["inputs"], normalize=True)
+    expected = 0.5 * GroupBalanceLoss()(grouping.assignments)
+    torch.testing.assert_close(losses["loss_group_balance"], expected, rtol=1e-5, atol=1e-5)
+    losses["loss_group_balance"].backward()
+    assert model.model.vision.stages[0].group_token.grad.abs().sum() > 0
 
 
 def test_logit_scale_is_clamped_at_100() -> None:

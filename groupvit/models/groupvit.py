@@ -32,6 +32,13 @@ class SegmentationFeatures(NamedTuple):
     grid_size: tuple[int, int]  # (h, w) patch grid of the input
 
 
+class ImageGrouping(NamedTuple):
+    """Image embedding with the grouping that produced it (for losses on the assignments)."""
+
+    image_embeds: torch.Tensor  # [B, D] projected (L2-normalised when asked)
+    assignments: tuple[torch.Tensor, ...]  # per grouping stage, soft [B, G_s, N_s] (no noise)
+
+
 class GroupViT(nn.Module):
     """Image-text model whose image tower learns to group pixels into segments.
 
@@ -77,6 +84,15 @@ class GroupViT(nn.Module):
         """images [B, 3, H, W] -> projected image embedding [B, D]."""
         x = self.image_projector(self.vision(images))
         return F.normalize(x, dim=-1) if normalize else x
+
+    def encode_image_with_assignments(self, images: torch.Tensor, normalize: bool = False) -> ImageGrouping:
+        """images [B, 3, H, W] -> ImageGrouping(image embedding [B, D], soft assignments per stage).
+
+        One vision forward: the same embedding as :meth:`encode_image` plus what the grouping did.
+        """
+        feats = self.vision.forward_features(images)
+        x = self.image_projector(feats.tokens.mean(dim=1))
+        return ImageGrouping(F.normalize(x, dim=-1) if normalize else x, feats.assignments)
 
     def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """tokens [B, L] -> projected text embedding [B, D]."""
