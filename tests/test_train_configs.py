@@ -10,7 +10,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
@@ -23,12 +22,7 @@ from mmseg_plugins.loops import _NoReplay
 PAPER_CONFIG = REPO / "configs" / "groupvit" / "groupvit_s_gcc_yfcc_30e.py"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_paper_config_states_the_paper_setting() -> None:

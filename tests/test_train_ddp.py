@@ -120,12 +120,7 @@ def ddp_results(tmp_path_factory) -> Path:
     return tmp
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("duplicate_positives", [False, True])

@@ -22,13 +22,7 @@ from mmseg_plugins.train_data import image_text_collate
 B, K = 6, 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # On shared, oversubscribed CI cores OpenMP threads spin at barriers: one thread is ~10x faster.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _build(**model_cfg) -> torch.nn.Module:
