@@ -8,6 +8,7 @@ from torch import nn
 
 # Below this many rows the product is too small for the kernel choice to matter.
 MIN_ROWS = 128
+_ONEDNN = torch.backends.mkldnn.is_available()
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -18,14 +19,18 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     so nothing is copied, the bias is fused and the backward pass is oneDNN's too. BLAS sgemm
     (what ``F.linear`` calls on CPU) reached 90-120 GFLOP/s on 2 AMD EPYC cores where oneDNN's
     kernels reached 150-370 (docs/benchmarks.md). ``torch.backends.mkldnn.enabled = False``
-    switches back to ``F.linear``; on GPUs and in lower precision ``F.linear`` is used anyway.
+    switches back to ``F.linear``; on GPUs, in lower precision and under ``torch.compile``
+    ``F.linear`` is used.
     """
     if (
         x.device.type != "cpu"
         or x.dtype != torch.float32
         or weight.dtype != torch.float32
         or x.numel() < MIN_ROWS * x.shape[-1]
-        or not torch.backends.mkldnn.is_available()
+        or not _ONEDNN
+        # under torch.compile the layout trick is undone by the compiler's own layouts (measured
+        # slower); plain linears are what it fuses and pattern-matches
+        or torch.compiler.is_compiling()
         or not torch.backends.mkldnn.enabled
     ):
         return F.linear(x, weight, bias)
