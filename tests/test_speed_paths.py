@@ -129,3 +129,17 @@ def test_scores_gather_equals_one_hot_product(background: bool) -> None:
         expected = torch.cat([background_channel(expected, affinity, 0.3), expected], dim=1)
     assert torch.equal(scores, expected)
     assert torch.equal(scores.argmax(dim=1), expected.argmax(dim=1))
+
+
+@pytest.mark.slow
+def test_compiled_segmentation_equals_eager() -> None:
+    """The optional torch.compile path (tools/benchmark.py --compile) computes the same features."""
+    model = create_model("groupvit_tiny").eval()
+    images = torch.randn(2, 3, 64, 64)
+    compiled = torch.compile(model.forward_segmentation, dynamic=False)
+    with torch.no_grad():
+        out, ref = compiled(images), model.forward_segmentation(images)
+    torch.testing.assert_close(out.group_embeds, ref.group_embeds, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out.image_embeds, ref.image_embeds, atol=1e-4, rtol=1e-4)
+    for a, r in zip(out.assignments, ref.assignments):
+        torch.testing.assert_close(a, r, atol=1e-5, rtol=1e-4)
