@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 # Below this many rows the product is too small for the kernel choice to matter.
-MIN_ROWS = 128
+MIN_ROWS = 64
 _ONEDNN = torch.backends.mkldnn.is_available()
 
 
