@@ -11,14 +11,14 @@ data_root = "data/synthetic"  # --out of tools/make_synthetic_data.py
 use_shards = False  # True: read data_root/train_shards/*.tar (webdataset) instead of the image folder
 image_size = 64
 batch_size = 128  # per process; the losses contrast over the global batch (all processes)
-num_workers = 2
-max_iters = 3000
+num_workers = 1  # data time is ~1% of a step on 2 cores; the shipped run used 1
+max_iters = 600
 warmup_iters = 200
 lr = 2e-3
 min_lr = 1e-5
 weight_decay = 0.05
-val_interval = 500  # zero-shot segmentation of data_root/val every N iterations (and at the end)
-checkpoint_interval = 500
+val_interval = 300  # zero-shot segmentation of data_root/val every N iterations (and at the end)
+checkpoint_interval = 300
 synthetic_classes = ("background", "apple", "house", "star", "tree", "fish", "car", "ball", "flower")
 
 model = dict(
@@ -29,13 +29,14 @@ model = dict(
     multi_label_weight=1.0,
     # 8 nouns: the same prompt recurs many times per batch; count identical texts as positives
     duplicate_positives=True,
-    # the paper's losses alone let every token fall into one group on these scenes
-    group_balance_weight=0.5,
+    # GroupBalanceLoss against group collapse: measured worse here (mIoU 7.6 / 6.1 at iters
+    # 500 / 1000 with 0.5, vs 11.4 at 500 without), so off; see README
+    group_balance_weight=0.0,
     grad_checkpointing=False,
     # zero-shot validation (see GroupViTSegmentor); class names come from the val dataset
     templates="simple",
     background=True,
-    bg_thresh=0.5,
+    bg_thresh=0.99,  # chosen on a separate val split (seed 1), not on the reported val set
     top_k=5,
     test_cfg=dict(mode="whole"),
     data_preprocessor=dict(
