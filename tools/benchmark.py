@@ -73,11 +73,11 @@ def sync(device: torch.device) -> None:
 def time_interleaved(
     fns: dict[str, Callable[[], object]], warmup: int, repeats: int, device: torch.device
 ) -> dict[str, dict[str, list[float]]]:
-    """Wall and process-CPU seconds of every function, alternating between them in each round so
-    that a change of machine load hits all of them alike."""
+    """Wall and process-CPU seconds of every function, alternating between them in each round (in
+    reversed order every other round) so that a change of machine load hits all of them alike."""
     times = {name: {"wall": [], "cpu": []} for name in fns}
     for i in range(warmup + repeats):
-        for name, fn in fns.items():
+        for name, fn in list(fns.items())[:: 1 if i % 2 == 0 else -1]:
             sync(device)
             wall, cpu = time.perf_counter(), time.process_time()
             fn()
