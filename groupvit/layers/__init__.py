@@ -3,7 +3,7 @@
 from groupvit.layers.attention import Attention, CrossAttention
 from groupvit.layers.blocks import CrossAttentionBlock, TransformerBlock
 from groupvit.layers.grouping import AssignAttention, GroupingBlock, hard_softmax
-from groupvit.layers.linear import Linear, linear
+from groupvit.layers.linear import Linear
 from groupvit.layers.mlp import MixerMlp, Mlp, QuickGELU
 from groupvit.layers.patch_embed import PatchEmbed
 from groupvit.layers.pos_embed import resample_pos_embed
@@ -21,6 +21,5 @@ __all__ = [
     "QuickGELU",
     "TransformerBlock",
     "hard_softmax",
-    "linear",
     "resample_pos_embed",
 ]
