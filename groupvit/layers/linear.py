@@ -17,8 +17,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     On CPU in float32 with at least ``MIN_ROWS`` rows the product is run as a 1x1 convolution,
     which PyTorch hands to oneDNN: the rows [M, C] are already a channels-last [1, C, M, 1] image,
     so nothing is copied, the bias is fused and the backward pass is oneDNN's too. BLAS sgemm
-    (what ``F.linear`` calls on CPU) reached 90-120 GFLOP/s on 2 AMD EPYC cores where oneDNN's
-    kernels reached 150-370 (docs/benchmarks.md). ``torch.backends.mkldnn.enabled = False``
+    (what ``F.linear`` calls on CPU) reached 180-220 GFLOP/s on 2 AMD EPYC cores where oneDNN's
+    kernels reached 320-500 (docs/benchmarks.md). ``torch.backends.mkldnn.enabled = False``
     switches back to ``F.linear``; on GPUs, in lower precision and under ``torch.compile``
     ``F.linear`` is used.
     """
