@@ -11,7 +11,7 @@ DEMO_CFG := configs/groupvit/groupvit_tiny_synthetic.py
 DEMO_CKPT := checkpoints/groupvit_tiny_synthetic.pth
 DEMO_DIR := work_dirs/demo
 
-.PHONY: install test lint demo demo-train clean
+.PHONY: install test lint demo demo-train bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ demo-train: install
 	$(PY) tools/convert_checkpoint.py --from ours --to ours \
 		$$(cat work_dirs/groupvit_tiny_synthetic/last_checkpoint) \
 		$(DEMO_CKPT)
+
+# Speed and memory next to transformers' GroupViT on the same weights (prints a table, writes JSON).
+bench: install
+	$(PY) tools/benchmark.py --device cpu --repeats 5
 
 clean:
 	rm -rf $(VENV) work_dirs .pytest_cache
