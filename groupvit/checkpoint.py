@@ -21,6 +21,7 @@ import torch
 from groupvit.layers.pos_embed import resample_pos_embed
 
 if TYPE_CHECKING:
+    from groupvit.config import GroupViTConfig
     from groupvit.models.groupvit import GroupViT
 
 StateDict = dict[str, torch.Tensor]
@@ -351,3 +352,48 @@ def _listing(title: str, items: list[str], limit: int = 12) -> str:
         return ""
     more = f" ... and {len(items) - limit} more" if len(items) > limit else ""
     return f"  {title} ({len(items)}): {', '.join(items[:limit])}{more}\n"
+
+
+def hf_config_dict(cfg: GroupViTConfig, image_size: int | None = None) -> dict[str, Any]:
+    """Keyword arguments of ``transformers.GroupViTConfig`` for the same architecture as ``cfg``.
+
+    Plain data (no transformers import): ``transformers.GroupViTConfig(**hf_config_dict(cfg))``
+    builds the model that our ``dst="hf"`` state dicts load into. ``image_size`` overrides the
+    vision input size. transformers uses one head count for every stage and lists one (unused)
+    output-group entry per stage.
+    """
+    v, t = cfg.vision, cfg.text
+    if len(set(v.num_heads)) != 1:
+        raise ValueError(f"transformers' GroupViT uses one head count for every stage, got {v.num_heads}")
+    outputs = list(v.num_output_groups)
+    outputs += [outputs[-1]] * (len(v.depths) - len(outputs))
+    vision = dict(
+        hidden_size=v.width,
+        intermediate_size=int(v.width * v.mlp_ratio),
+        depths=list(v.depths),
+        num_hidden_layers=sum(v.depths),
+        num_group_tokens=list(v.num_group_tokens),
+        num_output_groups=outputs,
+        num_attention_heads=v.num_heads[0],
+        image_size=image_size or v.image_size,
+        patch_size=v.patch_size,
+        num_channels=v.in_chans,
+        layer_norm_eps=v.layer_norm_eps,
+        assign_eps=v.assign_eps,
+        assign_mlp_ratio=[v.token_mlp_ratio, v.mlp_ratio],
+    )
+    text = dict(
+        vocab_size=t.vocab_size,
+        hidden_size=t.width,
+        intermediate_size=int(t.width * t.mlp_ratio),
+        num_hidden_layers=t.layers,
+        num_attention_heads=t.heads,
+        max_position_embeddings=t.context_length,
+        layer_norm_eps=t.layer_norm_eps,
+    )
+    return dict(
+        text_config=text,
+        vision_config=vision,
+        projection_dim=cfg.embed_dim,
+        projection_intermediate_dim=cfg.projection_hidden_dim,
+    )

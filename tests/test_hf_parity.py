@@ -8,46 +8,13 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from groupvit import create_model  # noqa: E402
-from groupvit.checkpoint import convert_state_dict  # noqa: E402
+from groupvit.checkpoint import convert_state_dict, hf_config_dict  # noqa: E402
 from groupvit.config import GroupViTConfig  # noqa: E402
 from groupvit.layers import resample_pos_embed  # noqa: E402
 
 
 def hf_config(cfg: GroupViTConfig) -> transformers.GroupViTConfig:
-    v, t = cfg.vision, cfg.text
-    assert len(set(v.num_heads)) == 1, "HF uses one head count for every stage"
-    outputs = list(v.num_output_groups)
-    outputs += [outputs[-1]] * (len(v.depths) - len(outputs))  # HF lists one (unused) entry per stage
-    vision = dict(
-        hidden_size=v.width,
-        intermediate_size=int(v.width * v.mlp_ratio),
-        depths=list(v.depths),
-        num_hidden_layers=sum(v.depths),
-        num_group_tokens=list(v.num_group_tokens),
-        num_output_groups=outputs,
-        num_attention_heads=v.num_heads[0],
-        image_size=v.image_size,
-        patch_size=v.patch_size,
-        num_channels=v.in_chans,
-        layer_norm_eps=v.layer_norm_eps,
-        assign_eps=v.assign_eps,
-        assign_mlp_ratio=[v.token_mlp_ratio, v.mlp_ratio],
-    )
-    text = dict(
-        vocab_size=t.vocab_size,
-        hidden_size=t.width,
-        intermediate_size=int(t.width * t.mlp_ratio),
-        num_hidden_layers=t.layers,
-        num_attention_heads=t.heads,
-        max_position_embeddings=t.context_length,
-        layer_norm_eps=t.layer_norm_eps,
-    )
-    return transformers.GroupViTConfig(
-        text_config=text,
-        vision_config=vision,
-        projection_dim=cfg.embed_dim,
-        projection_intermediate_dim=cfg.projection_hidden_dim,
-    )
+    return transformers.GroupViTConfig(**hf_config_dict(cfg))
 
 
 def randomise_(model: torch.nn.Module, seed: int = 0) -> None:
