@@ -91,14 +91,10 @@ class GroupViTTrainModel(GroupViTSegmentor):
         batch, rows = text.shape[:2]
         # ids of the full rows, so that equal texts get equal ids in every process
         ids = text_ids(text) if self.duplicate_positives else None  # [B, 1 + K]
+        # The vision forward yields the assignments anyway; they feed the optional balance loss.
+        image_embeds, assignments = self.model.encode_image_with_assignments(inputs, normalize=True)
         # One text forward for captions and prompts: the projector's BatchNorm sees them all.
-        assignments: tuple[torch.Tensor, ...] = ()
-        if self.group_balance_weight > 0:
-            image_embeds, assignments = self.model.encode_image_with_assignments(inputs, normalize=True)
-            text_embeds = self.model.encode_text(text.flatten(0, 1), normalize=True)
-        else:
-            image_embeds, text_embeds = self._embed(inputs, text.flatten(0, 1))
-        text_embeds = text_embeds.view(batch, rows, -1)
+        text_embeds = self.model.encode_text(text.flatten(0, 1), normalize=True).view(batch, rows, -1)
         scale = self.model.logit_scale_value()
         ml_scale = self.model.multi_label_logit_scale_value()
         # Similarities with scales up to 100 need more precision than bf16 / fp16 autocast gives.
@@ -114,7 +110,7 @@ class GroupViTTrainModel(GroupViTSegmentor):
                     image_embeds, text_embeds[:, 1:], ml_scale.float(), None if ids is None else ids[:, 1:]
                 )
                 losses["loss_multi_label"] = self.multi_label_weight * loss_ml
-            if assignments:
+            if self.group_balance_weight > 0:
                 losses["loss_group_balance"] = self.group_balance_weight * self.group_balance_loss(
                     assignments
                 )
