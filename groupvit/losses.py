@@ -111,12 +111,27 @@ class ContrastiveLoss(nn.Module):
         return 0.5 * (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels))
 
 
+def image_text_similarity(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of L2-normalised embeddings: images [N, D] or groups [N, G, D], texts [M, D].
+
+    Returns [N, M]; with groups, an image's similarity to a text is its best group's (max over G).
+    """
+    if image_embeds.ndim == 2:
+        return image_embeds @ text_embeds.t()
+    return torch.einsum("ngd,md->ngm", image_embeds, text_embeds).amax(dim=1)
+
+
 class MultiLabelContrastiveLoss(nn.Module):
     """Images vs. the noun prompts of their captions (each image has K positive prompts).
 
     Image side: soft-target cross-entropy over all B*K gathered prompts, target 1/K on the image's own
     prompts (chance level ln(B*K)). Prompt side: cross-entropy over the B gathered images with the
     prompt's image as the single positive (chance level ln(B)). The loss is the mean of both sides.
+
+    The image side may be the final groups [B, G, D] instead of the pooled embedding [B, D]; an
+    image then scores a prompt by its best-matching group (multiple-instance matching, not in the
+    paper), so each noun must be carried by some group on its own, as zero-shot segmentation
+    scores groups.
     """
 
     def forward(
@@ -126,7 +141,7 @@ class MultiLabelContrastiveLoss(nn.Module):
         logit_scale: torch.Tensor,
         prompt_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """image_embeds [B, D], prompt_embeds [B, K, D] (both L2-normalised here), logit_scale [] -> [].
+        """image_embeds [B, D] or [B, G, D], prompt_embeds [B, K, D] (L2-normalised here), scale [] -> [].
 
         prompt_ids [B, K] (optional, from :func:`text_ids`): every gathered prompt equal to one of
         an image's own prompts is a positive of that image, and vice versa.
@@ -143,8 +158,8 @@ class MultiLabelContrastiveLoss(nn.Module):
         all_images, all_prompts = gather_with_grad(image_embeds), gather_with_grad(prompts)
 
         # image -> prompts: own prompts sit at columns (rank * B + b) * K + k
-        logits_per_image = logit_scale * image_embeds @ all_prompts.t()  # (B, W*B*K)
-        logits_per_prompt = logit_scale * prompts @ all_images.t()  # (B*K, W*B)
+        logits_per_image = logit_scale * image_text_similarity(image_embeds, all_prompts)  # (B, W*B*K)
+        logits_per_prompt = logit_scale * image_text_similarity(all_images, prompts).t()  # (B*K, W*B)
         if prompt_ids is not None:
             all_ids = gather_ids(prompt_ids)  # (W*B, K)
             # image b vs prompt j: j's text is one of b's prompts
@@ -163,6 +178,35 @@ class MultiLabelContrastiveLoss(nn.Module):
         labels = (torch.arange(B, device=device) + rank * B).repeat_interleave(K)
         loss_prompt = F.cross_entropy(logits_per_prompt, labels)
         return 0.5 * (loss_image + loss_prompt)
+
+
+class NounGroupLoss(nn.Module):
+    """Each of an image's prompts should be claimed by one of its groups, not by several.
+
+    For image b and its prompt k, ``p_k = softmax_G(s * g_b @ t_bk)`` says which group matches the
+    prompt; the loss is ``-mean log max_G p_k`` (0 when one group wins outright). Not in the paper:
+    with the pooled image-text losses alone, background groups take on the image's classes from
+    self-attention and zero-shot segmentation labels them with the objects' class. Per image, no
+    gathering across processes. Chance level (all groups alike) is ln G.
+    """
+
+    def forward(
+        self, group_embeds: torch.Tensor, prompt_embeds: torch.Tensor, logit_scale: torch.Tensor
+    ) -> torch.Tensor:
+        """group_embeds [B, G, D], prompt_embeds [B, K, D] (L2-normalised here), scale [] -> loss []."""
+        if (
+            group_embeds.ndim != 3
+            or prompt_embeds.ndim != 3
+            or group_embeds.shape[0] != prompt_embeds.shape[0]
+        ):
+            raise ValueError(
+                f"expected group_embeds [B, G, D] and prompt_embeds [B, K, D], "
+                f"got {tuple(group_embeds.shape)} and {tuple(prompt_embeds.shape)}"
+            )
+        groups = F.normalize(group_embeds.float(), dim=-1)
+        prompts = F.normalize(prompt_embeds.float(), dim=-1)
+        logits = logit_scale * torch.einsum("bgd,bkd->bgk", groups, prompts)  # [B, G, K]
+        return -logits.log_softmax(dim=1).amax(dim=1).mean()
 
 
 class GroupBalanceLoss(nn.Module):

@@ -8,7 +8,13 @@ import torch
 from mmseg.models.data_preprocessor import SegDataPreProcessor
 from mmseg.registry import MODELS
 
-from groupvit.losses import ContrastiveLoss, GroupBalanceLoss, MultiLabelContrastiveLoss, text_ids
+from groupvit.losses import (
+    ContrastiveLoss,
+    GroupBalanceLoss,
+    MultiLabelContrastiveLoss,
+    NounGroupLoss,
+    text_ids,
+)
 from mmseg_plugins.segmentor import GroupViTSegmentor
 
 
@@ -34,7 +40,8 @@ class GroupViTTrainModel(GroupViTSegmentor):
 
     ``mode="loss"``: ``inputs`` [B, 3, S, S] normalised images, ``data_samples``
     ``dict(text=LongTensor [B, 1 + K, L])`` (caption, then K noun prompts) ->
-    ``dict(loss_itc, loss_multi_label, logit_scale, multi_label_logit_scale)``;
+    ``dict(loss_itc, loss_multi_label, logit_scale, multi_label_logit_scale)`` (plus
+    ``loss_noun_group`` / ``loss_group_balance`` when switched on);
     the keys with ``loss`` are summed by mmengine, the scales are only logged.
     ``mode="tensor"``: ``(image_embeds [B, D], text_embeds [B, D])``, normalised.
     ``mode="predict"``: zero-shot segmentation, inherited from
@@ -49,6 +56,11 @@ class GroupViTTrainModel(GroupViTSegmentor):
             positives instead of negatives (``groupvit.losses.text_ids``). Off in the paper;
             on for small vocabularies such as the synthetic scenes, where the same prompt
             recurs many times per batch.
+        group_multi_label: the multi-label loss scores each image by its best-matching final
+            group instead of its pooled embedding (``groupvit.losses.MultiLabelContrastiveLoss``
+            with groups). Off in the paper.
+        noun_group_weight: weight of ``groupvit.losses.NounGroupLoss`` (each prompt claimed by one
+            group of its image; 0 = off, as in the paper). Logged as ``loss_noun_group``.
         group_balance_weight: weight of ``groupvit.losses.GroupBalanceLoss`` (confident, evenly
             used group assignments; 0 = off, as in the paper). Logged as ``loss_group_balance``.
         grad_checkpointing: recompute transformer blocks in backward (less memory).
@@ -61,6 +73,8 @@ class GroupViTTrainModel(GroupViTSegmentor):
         self,
         multi_label_weight: float = 1.0,
         duplicate_positives: bool = False,
+        group_multi_label: bool = False,
+        noun_group_weight: float = 0.0,
         group_balance_weight: float = 0.0,
         grad_checkpointing: bool = False,
         **kwargs: Any,
@@ -70,6 +84,9 @@ class GroupViTTrainModel(GroupViTSegmentor):
         self.multi_label_loss = MultiLabelContrastiveLoss()
         self.multi_label_weight = multi_label_weight
         self.duplicate_positives = duplicate_positives
+        self.group_multi_label = group_multi_label
+        self.noun_group_weight = noun_group_weight
+        self.noun_group_loss = NounGroupLoss()
         self.group_balance_weight = group_balance_weight
         self.group_balance_loss = GroupBalanceLoss()
         if grad_checkpointing:
@@ -91,8 +108,12 @@ class GroupViTTrainModel(GroupViTSegmentor):
         batch, rows = text.shape[:2]
         # ids of the full rows, so that equal texts get equal ids in every process
         ids = text_ids(text) if self.duplicate_positives else None  # [B, 1 + K]
-        # The vision forward yields the assignments anyway; they feed the optional balance loss.
-        image_embeds, assignments = self.model.encode_image_with_assignments(inputs, normalize=True)
+        # One vision forward: pooled embedding, assignments (balance loss) and, when a loss scores
+        # groups, the projected final groups.
+        use_groups = rows > 1 and (self.group_multi_label or self.noun_group_weight > 0)
+        image_embeds, assignments, group_embeds = self.model.encode_image_with_assignments(
+            inputs, normalize=True, groups=use_groups
+        )
         # One text forward for captions and prompts: the projector's BatchNorm sees them all.
         text_embeds = self.model.encode_text(text.flatten(0, 1), normalize=True).view(batch, rows, -1)
         scale = self.model.logit_scale_value()
@@ -100,6 +121,7 @@ class GroupViTTrainModel(GroupViTSegmentor):
         # Similarities with scales up to 100 need more precision than bf16 / fp16 autocast gives.
         with torch.autocast(device_type=inputs.device.type, enabled=False):
             image_embeds, text_embeds = image_embeds.float(), text_embeds.float()
+            group_embeds = None if group_embeds is None else group_embeds.float()
             losses = dict(
                 loss_itc=self.contrastive_loss(
                     image_embeds, text_embeds[:, 0], scale.float(), None if ids is None else ids[:, 0]
@@ -107,9 +129,16 @@ class GroupViTTrainModel(GroupViTSegmentor):
             )
             if rows > 1:
                 loss_ml = self.multi_label_loss(
-                    image_embeds, text_embeds[:, 1:], ml_scale.float(), None if ids is None else ids[:, 1:]
+                    group_embeds if self.group_multi_label else image_embeds,
+                    text_embeds[:, 1:],
+                    ml_scale.float(),
+                    None if ids is None else ids[:, 1:],
                 )
                 losses["loss_multi_label"] = self.multi_label_weight * loss_ml
+                if self.noun_group_weight > 0:
+                    losses["loss_noun_group"] = self.noun_group_weight * self.noun_group_loss(
+                        group_embeds, text_embeds[:, 1:], ml_scale.float()
+                    )
             if self.group_balance_weight > 0:
                 losses["loss_group_balance"] = self.group_balance_weight * self.group_balance_loss(
                     assignments

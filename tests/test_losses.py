@@ -10,7 +10,14 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from groupvit.losses import ContrastiveLoss, MultiLabelContrastiveLoss, gather_with_grad, rank_and_world_size
+from groupvit.losses import (
+    ContrastiveLoss,
+    MultiLabelContrastiveLoss,
+    NounGroupLoss,
+    gather_with_grad,
+    image_text_similarity,
+    rank_and_world_size,
+)
 
 
 def _cross_entropy_by_hand(logits: torch.Tensor, target: torch.Tensor) -> float:
@@ -207,3 +214,61 @@ def test_group_balance_loss_values() -> None:
     logits = torch.randn(2, G, N, requires_grad=True)
     loss([logits.softmax(dim=1)]).backward()
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def test_group_similarity_is_the_best_group() -> None:
+    groups = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[0.6, 0.8], [-1.0, 0.0]]])  # [2, 2, 2]
+    texts = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.8, 0.6]])
+    expected = torch.tensor([[1.0, 1.0, 0.8], [0.6, 0.8, 0.96]])
+    torch.testing.assert_close(image_text_similarity(groups, texts), expected)
+    torch.testing.assert_close(image_text_similarity(groups[:, 0], texts), groups[:, 0] @ texts.t())
+
+
+def test_multi_label_on_groups() -> None:
+    torch.manual_seed(2)
+    B, G, K, D = 3, 4, 2, 8
+    groups = F.normalize(torch.randn(B, G, D), dim=-1)
+    prompts = F.normalize(torch.randn(B, K, D), dim=-1)
+    scale = torch.tensor(4.0)
+    loss = MultiLabelContrastiveLoss()
+    # one group per image is the pooled case
+    assert loss(groups[:, :1], prompts, scale).item() == pytest.approx(
+        loss(groups[:, 0], prompts, scale).item()
+    )
+    # the value equals the hand computation from max-over-groups logits
+    flat = prompts.reshape(B * K, D)
+    sims = torch.tensor(
+        [
+            [max(sum(a * b for a, b in zip(g, t)) for g in img) for t in flat.tolist()]
+            for img in groups.tolist()
+        ]
+    )
+    target_i = torch.zeros(B, B * K)
+    for b in range(B):
+        target_i[b, b * K : (b + 1) * K] = 1 / K
+    target_p = torch.eye(B).repeat_interleave(K, dim=0)
+    expected = 0.5 * (
+        _cross_entropy_by_hand(4.0 * sims, target_i) + _cross_entropy_by_hand(4.0 * sims.t(), target_p)
+    )
+    assert loss(groups, prompts, scale).item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_noun_group_loss_values_and_gradient() -> None:
+    B, G, K, D = 2, 4, 2, 4
+    scale = torch.tensor(50.0)
+    prompts = torch.eye(D)[:K].expand(B, K, D).clone()  # prompt k = axis k
+    # each prompt has exactly one matching group, orthogonal to the rest: near 0
+    groups = torch.eye(D)[[0, 1, 2, 3]].expand(B, G, D).clone()
+    assert NounGroupLoss()(groups, prompts, scale).item() == pytest.approx(0.0, abs=1e-6)
+    # every group alike: ln G
+    same = torch.ones(B, G, D)
+    assert NounGroupLoss()(same, prompts, scale).item() == pytest.approx(math.log(G), abs=1e-5)
+    # a second group claiming prompt 0 as well: -log(1/2) for that prompt, 0 for the other
+    two = groups.clone()
+    two[:, 2] = torch.eye(D)[0]
+    assert NounGroupLoss()(two, prompts, scale).item() == pytest.approx(0.5 * math.log(2), abs=1e-5)
+    two.requires_grad_(True)
+    NounGroupLoss()(two, prompts, torch.tensor(1.0)).backward()
+    assert two.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="group_embeds"):
+        NounGroupLoss()(groups[:, 0], prompts, scale)

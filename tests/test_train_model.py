@@ -105,6 +105,41 @@ def test_group_balance_loss_is_added_when_enabled() -> None:
     assert model.model.vision.stages[0].group_token.grad.abs().sum() > 0
 
 
+def test_group_losses_when_enabled() -> None:
+    from groupvit.losses import NounGroupLoss
+
+    model = _build(duplicate_positives=True, group_multi_label=True, noun_group_weight=0.5)
+    data = model.data_preprocessor(_batch(), True)
+    torch.manual_seed(1)
+    losses = model(**data, mode="loss")
+    assert set(losses) == {
+        "loss_itc",
+        "loss_multi_label",
+        "loss_noun_group",
+        "logit_scale",
+        "multi_label_logit_scale",
+    }
+    # reference from the model's own groups (the same Gumbel noise, BatchNorm in the same order)
+    net = model.model
+    text = data["data_samples"]["text"]
+    torch.manual_seed(1)
+    grouping = net.encode_image_with_assignments(data["inputs"], normalize=True, groups=True)
+    groups = grouping.group_embeds
+    assert groups.shape == (B, 4, 32)  # groupvit_tiny: 4 final groups, embed_dim 32
+    texts = net.encode_text(text.flatten(0, 1), normalize=True).view(B, 1 + K, -1)
+    ids = text_ids(text)
+    ml_scale = net.multi_label_logit_scale_value()
+    itc = ContrastiveLoss()(grouping.image_embeds, texts[:, 0], net.logit_scale_value(), ids[:, 0])
+    ml = MultiLabelContrastiveLoss()(groups, texts[:, 1:], ml_scale, ids[:, 1:])
+    noun_group = 0.5 * NounGroupLoss()(groups, texts[:, 1:], ml_scale)
+    torch.testing.assert_close(losses["loss_itc"], itc, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(losses["loss_multi_label"], ml, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(losses["loss_noun_group"], noun_group, rtol=1e-5, atol=1e-5)
+    assert 0.0 < float(losses["loss_noun_group"]) <= 0.5 * math.log(4) + 1e-4  # at most chance, ln G
+    losses["loss_noun_group"].backward()
+    assert net.vision.stages[0].group_token.grad.abs().sum() > 0
+
+
 def test_logit_scale_is_clamped_at_100() -> None:
     model = _build()
     with torch.no_grad():

@@ -33,10 +33,11 @@ class SegmentationFeatures(NamedTuple):
 
 
 class ImageGrouping(NamedTuple):
-    """Image embedding with the grouping that produced it (for losses on the assignments)."""
+    """Image embedding with the grouping that produced it (for losses on the groups)."""
 
     image_embeds: torch.Tensor  # [B, D] projected (L2-normalised when asked)
     assignments: tuple[torch.Tensor, ...]  # per grouping stage, soft [B, G_s, N_s] (no noise)
+    group_embeds: torch.Tensor | None  # [B, G_last, D] projected final groups; None unless asked
 
 
 class GroupViT(nn.Module):
@@ -85,14 +86,22 @@ class GroupViT(nn.Module):
         x = self.image_projector(self.vision(images))
         return F.normalize(x, dim=-1) if normalize else x
 
-    def encode_image_with_assignments(self, images: torch.Tensor, normalize: bool = False) -> ImageGrouping:
-        """images [B, 3, H, W] -> ImageGrouping(image embedding [B, D], soft assignments per stage).
+    def encode_image_with_assignments(
+        self, images: torch.Tensor, normalize: bool = False, groups: bool = False
+    ) -> ImageGrouping:
+        """images [B, 3, H, W] -> ImageGrouping(image [B, D], assignments, groups [B, G, D] or None).
 
-        One vision forward: the same embedding as :meth:`encode_image` plus what the grouping did.
+        One vision forward: the same embedding as :meth:`encode_image` plus what the grouping did;
+        with ``groups`` also every final group through the image projector, as zero-shot
+        segmentation scores them (in training its BatchNorm then also sees the groups).
         """
         feats = self.vision.forward_features(images)
         x = self.image_projector(feats.tokens.mean(dim=1))
-        return ImageGrouping(F.normalize(x, dim=-1) if normalize else x, feats.assignments)
+        g = self.image_projector(feats.tokens) if groups else None
+        if normalize:
+            x = F.normalize(x, dim=-1)
+            g = None if g is None else F.normalize(g, dim=-1)
+        return ImageGrouping(x, feats.assignments, g)
 
     def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         """tokens [B, L] -> projected text embedding [B, D]."""
