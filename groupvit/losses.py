@@ -13,6 +13,7 @@ each image to reject the very prompts that describe it, and the multi-label loss
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -207,6 +208,53 @@ class NounGroupLoss(nn.Module):
         prompts = F.normalize(prompt_embeds.float(), dim=-1)
         logits = logit_scale * torch.einsum("bgd,bkd->bgk", groups, prompts)  # [B, G, K]
         return -logits.log_softmax(dim=1).amax(dim=1).mean()
+
+
+class UnclaimedGroupLoss(nn.Module):
+    """Groups that claim none of their image's prompts should resemble no prompt at all.
+
+    A group claims prompt k of its image when it is the image's best group for it (argmax over G,
+    no gradient). Every other group g gets ``KL(softmax_U(s * g @ v) || uniform)`` over the
+    vocabulary v of the distinct prompts in the global batch (gathered, equal texts by id), summed
+    over those groups and divided by B * G. Not in the paper: zero-shot segmentation labels a group
+    with its most likely class and calls it background only when that probability is low, so
+    background groups must be equally far from every class name; self-attention otherwise gives
+    them the image's classes.
+    """
+
+    def forward(
+        self,
+        group_embeds: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        prompt_ids: torch.Tensor,
+        logit_scale: torch.Tensor,
+    ) -> torch.Tensor:
+        """group_embeds [B, G, D], prompt_embeds [B, K, D] (L2-normalised here), prompt_ids [B, K]
+        (from :func:`text_ids`), logit_scale [] -> loss []."""
+        if group_embeds.ndim != 3 or prompt_embeds.ndim != 3 or prompt_ids.shape != prompt_embeds.shape[:2]:
+            raise ValueError(
+                f"expected group_embeds [B, G, D], prompt_embeds [B, K, D] and prompt_ids [B, K], got "
+                f"{tuple(group_embeds.shape)}, {tuple(prompt_embeds.shape)} and {tuple(prompt_ids.shape)}"
+            )
+        rank, _ = rank_and_world_size()
+        B, G, _ = group_embeds.shape
+        K = prompt_embeds.shape[1]
+        groups = F.normalize(group_embeds.float(), dim=-1)
+        prompts = F.normalize(prompt_embeds.float(), dim=-1).flatten(0, 1)  # [B*K, D]
+        all_prompts, all_ids = gather_with_grad(prompts), gather_ids(prompt_ids).flatten()  # [W*B*K]
+        # vocabulary: the first occurrence of every distinct text; column of each gathered prompt
+        _, column = torch.unique(all_ids, return_inverse=True)
+        positions = torch.arange(all_ids.numel(), device=all_ids.device)
+        first = torch.full_like(column[: int(column.max()) + 1], all_ids.numel())
+        first = first.scatter_reduce(0, column, positions, reduce="amin")
+        logits = logit_scale * groups @ all_prompts[first].t()  # [B, G, U]
+        with torch.no_grad():
+            own = column[rank * B * K : (rank + 1) * B * K].view(B, 1, K).expand(B, G, K)
+            claimed = torch.zeros(B, G, dtype=torch.bool, device=groups.device)
+            claimed.scatter_(1, logits.gather(2, own).argmax(dim=1), True)  # best group of each prompt
+        log_p = logits.log_softmax(dim=-1)
+        kl = math.log(logits.shape[-1]) + (log_p.exp() * log_p).sum(dim=-1)  # [B, G]
+        return (kl * (~claimed).float()).sum() / (B * G)
 
 
 class GroupBalanceLoss(nn.Module):

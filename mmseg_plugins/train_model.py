@@ -13,6 +13,7 @@ from groupvit.losses import (
     GroupBalanceLoss,
     MultiLabelContrastiveLoss,
     NounGroupLoss,
+    UnclaimedGroupLoss,
     text_ids,
 )
 from mmseg_plugins.segmentor import GroupViTSegmentor
@@ -41,7 +42,7 @@ class GroupViTTrainModel(GroupViTSegmentor):
     ``mode="loss"``: ``inputs`` [B, 3, S, S] normalised images, ``data_samples``
     ``dict(text=LongTensor [B, 1 + K, L])`` (caption, then K noun prompts) ->
     ``dict(loss_itc, loss_multi_label, logit_scale, multi_label_logit_scale)`` (plus
-    ``loss_noun_group`` / ``loss_group_balance`` when switched on);
+    ``loss_noun_group`` / ``loss_unclaimed_group`` / ``loss_group_balance`` when switched on);
     the keys with ``loss`` are summed by mmengine, the scales are only logged.
     ``mode="tensor"``: ``(image_embeds [B, D], text_embeds [B, D])``, normalised.
     ``mode="predict"``: zero-shot segmentation, inherited from
@@ -75,6 +76,7 @@ class GroupViTTrainModel(GroupViTSegmentor):
         duplicate_positives: bool = False,
         group_multi_label: bool = False,
         noun_group_weight: float = 0.0,
+        unclaimed_group_weight: float = 0.0,
         group_balance_weight: float = 0.0,
         grad_checkpointing: bool = False,
         **kwargs: Any,
@@ -87,6 +89,8 @@ class GroupViTTrainModel(GroupViTSegmentor):
         self.group_multi_label = group_multi_label
         self.noun_group_weight = noun_group_weight
         self.noun_group_loss = NounGroupLoss()
+        self.unclaimed_group_weight = unclaimed_group_weight
+        self.unclaimed_group_loss = UnclaimedGroupLoss()
         self.group_balance_weight = group_balance_weight
         self.group_balance_loss = GroupBalanceLoss()
         if grad_checkpointing:
@@ -107,10 +111,13 @@ class GroupViTTrainModel(GroupViTSegmentor):
         text = data_samples["text"]  # [B, 1 + K, L]
         batch, rows = text.shape[:2]
         # ids of the full rows, so that equal texts get equal ids in every process
-        ids = text_ids(text) if self.duplicate_positives else None  # [B, 1 + K]
+        row_ids = text_ids(text) if self.duplicate_positives or self.unclaimed_group_weight > 0 else None
+        ids = row_ids if self.duplicate_positives else None  # [B, 1 + K]
         # One vision forward: pooled embedding, assignments (balance loss) and, when a loss scores
         # groups, the projected final groups.
-        use_groups = rows > 1 and (self.group_multi_label or self.noun_group_weight > 0)
+        use_groups = rows > 1 and (
+            self.group_multi_label or self.noun_group_weight > 0 or self.unclaimed_group_weight > 0
+        )
         image_embeds, assignments, group_embeds = self.model.encode_image_with_assignments(
             inputs, normalize=True, groups=use_groups
         )
@@ -138,6 +145,10 @@ class GroupViTTrainModel(GroupViTSegmentor):
                 if self.noun_group_weight > 0:
                     losses["loss_noun_group"] = self.noun_group_weight * self.noun_group_loss(
                         group_embeds, text_embeds[:, 1:], ml_scale.float()
+                    )
+                if self.unclaimed_group_weight > 0:
+                    losses["loss_unclaimed_group"] = self.unclaimed_group_weight * self.unclaimed_group_loss(
+                        group_embeds, text_embeds[:, 1:], row_ids[:, 1:], ml_scale.float()
                     )
             if self.group_balance_weight > 0:
                 losses["loss_group_balance"] = self.group_balance_weight * self.group_balance_loss(

@@ -14,6 +14,7 @@ from groupvit.losses import (
     ContrastiveLoss,
     MultiLabelContrastiveLoss,
     NounGroupLoss,
+    UnclaimedGroupLoss,
     gather_with_grad,
     image_text_similarity,
     rank_and_world_size,
@@ -272,3 +273,29 @@ def test_noun_group_loss_values_and_gradient() -> None:
     assert two.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="group_embeds"):
         NounGroupLoss()(groups[:, 0], prompts, scale)
+
+
+def test_unclaimed_group_loss_values() -> None:
+    eye = torch.eye(3)
+    prompts = eye[:2][None]  # [1, 2, 3]: two distinct prompts along axes 0 and 1
+    ids = torch.tensor([[10, 11]])
+    s = 5.0
+    # groups along 0, 1, 2: the first two claim the prompts, the third is equally far from both
+    groups = eye[None].clone()
+    assert UnclaimedGroupLoss()(groups, prompts, ids, torch.tensor(s)).item() == pytest.approx(0.0, abs=1e-6)
+    # the third group along axis 0 too: it loses prompt 0 to the first group (ties go to the first)
+    # and pays KL(softmax([s, 0]) || uniform), averaged over B * G = 3 groups
+    groups[0, 2] = eye[0]
+    p = torch.tensor([s, 0.0]).softmax(0)
+    expected = (math.log(2) + (p * p.log()).sum()).item() / 3
+    assert UnclaimedGroupLoss()(groups, prompts, ids, torch.tensor(s)).item() == pytest.approx(
+        expected, abs=1e-6
+    )
+    # equal ids are one vocabulary entry: with both prompts the same text, U = 1 and nothing is left to flatten
+    same = torch.tensor([[10, 10]])
+    assert UnclaimedGroupLoss()(groups, eye[[0, 0]][None], same, torch.tensor(s)).item() == pytest.approx(0.0)
+    g = groups.clone().requires_grad_(True)
+    UnclaimedGroupLoss()(g, prompts, ids, torch.tensor(s)).backward()
+    assert g.grad[0, 2].abs().sum() > 0 and g.grad[0, :2].abs().sum() == 0  # only the unclaimed group
+    with pytest.raises(ValueError, match="prompt_ids"):
+        UnclaimedGroupLoss()(groups, prompts, ids[:, :1], torch.tensor(s))

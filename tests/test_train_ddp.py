@@ -27,10 +27,15 @@ K = 3
 
 
 # the paper's losses, and the synthetic recipe's: duplicate-aware targets, multi-label loss on the
-# best group (gathered [B, G, D] groups) and the per-image noun-group loss
+# best group (gathered [B, G, D] groups), the per-image noun-group loss and the unclaimed-group loss
+# (vocabulary gathered by text id)
 RECIPES = dict(
-    paper=dict(),
-    synthetic=dict(duplicate_positives=True, group_multi_label=True, noun_group_weight=1.0),
+    paper=dict(
+        duplicate_positives=False, group_multi_label=False, noun_group_weight=0.0, unclaimed_group_weight=0.0
+    ),
+    synthetic=dict(
+        duplicate_positives=True, group_multi_label=True, noun_group_weight=1.0, unclaimed_group_weight=1.0
+    ),
 )
 
 

@@ -25,10 +25,20 @@ B, K = 6, 3
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+# the paper's losses; each test switches on the options it checks
+PAPER_LOSSES = dict(
+    duplicate_positives=False,
+    group_multi_label=False,
+    noun_group_weight=0.0,
+    unclaimed_group_weight=0.0,
+    group_balance_weight=0.0,
+)
+
+
 def _build(**model_cfg) -> torch.nn.Module:
     init_default_scope("mmseg")
     cfg = Config.fromfile(TINY_CONFIG)
-    cfg.model.update(model_name="groupvit_tiny", **model_cfg)
+    cfg.model.update(model_name="groupvit_tiny", **{**PAPER_LOSSES, **model_cfg})
     return MODELS.build(cfg.model)
 
 
@@ -106,9 +116,11 @@ def test_group_balance_loss_is_added_when_enabled() -> None:
 
 
 def test_group_losses_when_enabled() -> None:
-    from groupvit.losses import NounGroupLoss
+    from groupvit.losses import NounGroupLoss, UnclaimedGroupLoss
 
-    model = _build(duplicate_positives=True, group_multi_label=True, noun_group_weight=0.5)
+    model = _build(
+        duplicate_positives=True, group_multi_label=True, noun_group_weight=0.5, unclaimed_group_weight=2.0
+    )
     data = model.data_preprocessor(_batch(), True)
     torch.manual_seed(1)
     losses = model(**data, mode="loss")
@@ -116,6 +128,7 @@ def test_group_losses_when_enabled() -> None:
         "loss_itc",
         "loss_multi_label",
         "loss_noun_group",
+        "loss_unclaimed_group",
         "logit_scale",
         "multi_label_logit_scale",
     }
@@ -135,6 +148,9 @@ def test_group_losses_when_enabled() -> None:
     torch.testing.assert_close(losses["loss_itc"], itc, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(losses["loss_multi_label"], ml, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(losses["loss_noun_group"], noun_group, rtol=1e-5, atol=1e-5)
+    unclaimed = 2.0 * UnclaimedGroupLoss()(groups, texts[:, 1:], ids[:, 1:], ml_scale)
+    torch.testing.assert_close(losses["loss_unclaimed_group"], unclaimed, rtol=1e-5, atol=1e-5)
+    assert float(losses["loss_unclaimed_group"]) > 0
     assert 0.0 < float(losses["loss_noun_group"]) <= 0.5 * math.log(4) + 1e-4  # at most chance, ln G
     losses["loss_noun_group"].backward()
     assert net.vision.stages[0].group_token.grad.abs().sum() > 0
