@@ -137,6 +137,33 @@ def test_two_process_gather_matches_single_process() -> None:
     torch.testing.assert_close(grads, 2 * i.grad, atol=1e-5, rtol=1e-4)
 
 
+def _group_worker(rank: int, port: int, groups, prompts, out) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        sl = slice(rank * 2, rank * 2 + 2)
+        p = prompts[sl].clone().requires_grad_(True)
+        MultiLabelContrastiveLoss()(groups[sl], p, torch.tensor(4.0)).backward()
+        out[rank] = p.grad.flatten()
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+    os._exit(0)  # see _worker
+
+
+def test_two_process_group_scores_give_the_prompt_gradients() -> None:
+    """With groups, the gradient reaching the prompt gather comes from an einsum and is strided;
+    gather_with_grad must still sum it right (it did not, by up to 0.5, before it was made contiguous)."""
+    torch.manual_seed(0)
+    groups, prompts = torch.randn(4, 3, 5), torch.randn(4, 2, 5)
+    out = torch.zeros(2, 2 * 2 * 5).share_memory_()
+    mp.spawn(_group_worker, args=(_free_port(), groups, prompts, out), nprocs=2, join=True)
+    p = prompts.clone().requires_grad_(True)
+    MultiLabelContrastiveLoss()(groups, p, torch.tensor(4.0)).backward()
+    torch.testing.assert_close(out.reshape(4, 2, 5), 2 * p.grad, atol=1e-5, rtol=1e-4)
+
+
 def test_text_ids_equal_rows_equal_ids() -> None:
     from groupvit.losses import text_ids
 
