@@ -62,6 +62,9 @@ class GroupViTTrainModel(GroupViTSegmentor):
             with groups). Off in the paper.
         noun_group_weight: weight of ``groupvit.losses.NounGroupLoss`` (each prompt claimed by one
             group of its image; 0 = off, as in the paper). Logged as ``loss_noun_group``.
+        unclaimed_group_weight: weight of ``groupvit.losses.UnclaimedGroupLoss`` (groups that
+            claim no prompt of their image stay equally far from every prompt of the batch; 0 =
+            off, as in the paper). Logged as ``loss_unclaimed_group``.
         group_balance_weight: weight of ``groupvit.losses.GroupBalanceLoss`` (confident, evenly
             used group assignments; 0 = off, as in the paper). Logged as ``loss_group_balance``.
         grad_checkpointing: recompute transformer blocks in backward (less memory).
