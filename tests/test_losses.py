@@ -99,18 +99,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, port: int, img, txt, prompts, out) -> None:
+def _on_two_ranks(rank: int, port: int, body, args: tuple, out: torch.Tensor) -> None:
+    """One of 2 gloo processes: ``out[rank] = body(rank, *args)`` (a flat float row)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
-        sl = slice(rank * 2, rank * 2 + 2)
-        i = img[sl].clone().requires_grad_(True)
-        scale = torch.tensor(4.0)
-        loss = ContrastiveLoss()(i, txt[sl], scale) + MultiLabelContrastiveLoss()(i, prompts[sl], scale)
-        loss.backward()
-        out[rank, 0] = loss.detach()
-        out[rank, 1:] = i.grad.flatten()
+        out[rank] = body(rank, *args)
         dist.barrier()  # no rank tears gloo down while the other is still in a collective
     finally:
         dist.destroy_process_group()
@@ -119,12 +114,28 @@ def _worker(rank: int, port: int, img, txt, prompts, out) -> None:
     os._exit(0)
 
 
+def _run_two_ranks(body, args: tuple, row_size: int) -> torch.Tensor:
+    """[2, row_size]: ``body(rank, *args)`` of each of 2 spawned processes."""
+    out = torch.zeros(2, row_size).share_memory_()
+    mp.spawn(_on_two_ranks, args=(_free_port(), body, args, out), nprocs=2, join=True)
+    return out
+
+
+def _pooled_losses_on_rank(rank: int, img, txt, prompts) -> torch.Tensor:
+    """Both losses on this rank's half of the batch -> [loss, grad of its images...]."""
+    sl = slice(rank * 2, rank * 2 + 2)
+    i = img[sl].clone().requires_grad_(True)
+    scale = torch.tensor(4.0)
+    loss = ContrastiveLoss()(i, txt[sl], scale) + MultiLabelContrastiveLoss()(i, prompts[sl], scale)
+    loss.backward()
+    return torch.cat([loss.detach().view(1), i.grad.flatten()])
+
+
 def test_two_process_gather_matches_single_process() -> None:
     """Mean of the per-rank losses equals the single-process loss on the global batch, and so do grads."""
     torch.manual_seed(0)
     img, txt, prompts = torch.randn(4, 5), torch.randn(4, 5), torch.randn(4, 3, 5)
-    out = torch.zeros(2, 1 + 2 * 5).share_memory_()
-    mp.spawn(_worker, args=(_free_port(), img, txt, prompts, out), nprocs=2, join=True)
+    out = _run_two_ranks(_pooled_losses_on_rank, (img, txt, prompts), 1 + 2 * 5)
 
     i = img.clone().requires_grad_(True)
     scale = torch.tensor(4.0)
@@ -137,19 +148,12 @@ def test_two_process_gather_matches_single_process() -> None:
     torch.testing.assert_close(grads, 2 * i.grad, atol=1e-5, rtol=1e-4)
 
 
-def _group_worker(rank: int, port: int, groups, prompts, out) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
-        sl = slice(rank * 2, rank * 2 + 2)
-        p = prompts[sl].clone().requires_grad_(True)
-        MultiLabelContrastiveLoss()(groups[sl], p, torch.tensor(4.0)).backward()
-        out[rank] = p.grad.flatten()
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-    os._exit(0)  # see _worker
+def _group_prompt_grads_on_rank(rank: int, groups, prompts) -> torch.Tensor:
+    """Multi-label loss on groups for this rank's half -> the gradient of its prompts, flat."""
+    sl = slice(rank * 2, rank * 2 + 2)
+    p = prompts[sl].clone().requires_grad_(True)
+    MultiLabelContrastiveLoss()(groups[sl], p, torch.tensor(4.0)).backward()
+    return p.grad.flatten()
 
 
 def test_two_process_group_scores_give_the_prompt_gradients() -> None:
@@ -157,8 +161,7 @@ def test_two_process_group_scores_give_the_prompt_gradients() -> None:
     gather_with_grad must still sum it right (it did not, by up to 0.5, before it was made contiguous)."""
     torch.manual_seed(0)
     groups, prompts = torch.randn(4, 3, 5), torch.randn(4, 2, 5)
-    out = torch.zeros(2, 2 * 2 * 5).share_memory_()
-    mp.spawn(_group_worker, args=(_free_port(), groups, prompts, out), nprocs=2, join=True)
+    out = _run_two_ranks(_group_prompt_grads_on_rank, (groups, prompts), 2 * 2 * 5)
     p = prompts.clone().requires_grad_(True)
     MultiLabelContrastiveLoss()(groups, p, torch.tensor(4.0)).backward()
     torch.testing.assert_close(out.reshape(4, 2, 5), 2 * p.grad, atol=1e-5, rtol=1e-4)

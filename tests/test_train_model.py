@@ -42,6 +42,18 @@ def _build(**model_cfg) -> torch.nn.Module:
     return MODELS.build(cfg.model)
 
 
+def _losses(extra_losses: set[str], **model_cfg) -> tuple[torch.nn.Module, dict, dict]:
+    """Model with ``model_cfg``, its preprocessed batch and the losses of one forward with Gumbel
+    seed 1; checks that the loss dict holds the paper keys plus ``extra_losses``."""
+    model = _build(**model_cfg)
+    data = model.data_preprocessor(_batch(), True)
+    torch.manual_seed(1)
+    losses = model(**data, mode="loss")
+    paper = {"loss_itc", "loss_multi_label", "logit_scale", "multi_label_logit_scale"}
+    assert set(losses) == paper | extra_losses
+    return model, data, losses
+
+
 def _batch(seed: int = 0) -> dict:
     """Collated image-text batch: captions of different lengths, padding ids 0 up to 77."""
     g = torch.Generator().manual_seed(seed)
@@ -66,11 +78,7 @@ def test_collate_stacks_and_sums_skipped() -> None:
 
 @pytest.mark.parametrize("duplicate_positives", [False, True])
 def test_loss_matches_groupvit_losses(duplicate_positives: bool) -> None:
-    model = _build(duplicate_positives=duplicate_positives, group_balance_weight=0.0)
-    data = model.data_preprocessor(_batch(), True)
-    torch.manual_seed(1)  # the same Gumbel noise in both image forwards
-    losses = model(**data, mode="loss")
-    assert set(losses) == {"loss_itc", "loss_multi_label", "logit_scale", "multi_label_logit_scale"}
+    model, data, losses = _losses(set(), duplicate_positives=duplicate_positives)
 
     # reference: caption -> ITC, prompts -> multi-label, ids of identical texts when asked
     net = model.model
@@ -96,17 +104,7 @@ def test_loss_matches_groupvit_losses(duplicate_positives: bool) -> None:
 def test_group_balance_loss_is_added_when_enabled() -> None:
     from groupvit.losses import GroupBalanceLoss
 
-    model = _build(group_balance_weight=0.5)
-    data = model.data_preprocessor(_batch(), True)
-    torch.manual_seed(1)
-    losses = model(**data, mode="loss")
-    assert set(losses) == {
-        "loss_itc",
-        "loss_multi_label",
-        "loss_group_balance",
-        "logit_scale",
-        "multi_label_logit_scale",
-    }
+    model, data, losses = _losses({"loss_group_balance"}, group_balance_weight=0.5)
     torch.manual_seed(1)  # the same Gumbel noise: the soft assignments of the same forward
     grouping = model.model.encode_image_with_assignments(data["inputs"], normalize=True)
     expected = 0.5 * GroupBalanceLoss()(grouping.assignments)
@@ -118,20 +116,13 @@ def test_group_balance_loss_is_added_when_enabled() -> None:
 def test_group_losses_when_enabled() -> None:
     from groupvit.losses import NounGroupLoss, UnclaimedGroupLoss
 
-    model = _build(
-        duplicate_positives=True, group_multi_label=True, noun_group_weight=0.5, unclaimed_group_weight=2.0
+    model, data, losses = _losses(
+        {"loss_noun_group", "loss_unclaimed_group"},
+        duplicate_positives=True,
+        group_multi_label=True,
+        noun_group_weight=0.5,
+        unclaimed_group_weight=2.0,
     )
-    data = model.data_preprocessor(_batch(), True)
-    torch.manual_seed(1)
-    losses = model(**data, mode="loss")
-    assert set(losses) == {
-        "loss_itc",
-        "loss_multi_label",
-        "loss_noun_group",
-        "loss_unclaimed_group",
-        "logit_scale",
-        "multi_label_logit_scale",
-    }
     # reference from the model's own groups (the same Gumbel noise, BatchNorm in the same order)
     net = model.model
     text = data["data_samples"]["text"]
