@@ -137,4 +137,16 @@ def test_synthetic_class_list() -> None:
     from groupvit.data.synthetic import CLASSES
 
     assert demo.build_class_names(None, "synthetic") == list(CLASSES)
-    assert demo.BG_THRESH["synthetic"] == 0.5
+    from mmengine.config import Config
+
+    config = Config.fromfile(str(ROOT / "configs" / "groupvit" / "groupvit_tiny_synthetic.py"))
+    # the pictures use the threshold the shipped model is scored with
+    assert demo.BG_THRESH["synthetic"] == config.model.bg_thresh == 0.99
+
+
+def test_default_short_side_is_twice_the_training_size() -> None:
+    args = demo.parse_args(["x.png", "--vocab", "cat", "--model", "groupvit_tiny", "--random-init"])
+    args.device = "cpu"
+    segmenter, short_side = demo.build_segmenter(args)
+    assert segmenter.model.config.vision.image_size == 64
+    assert short_side == 128 and segmenter.window == (128, 128) and segmenter.stride == (64, 64)

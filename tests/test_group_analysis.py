@@ -1,0 +1,140 @@
+"""groupvit.group_analysis on hand-built maps, and tools/analyze_groups.py on the shipped model."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from groupvit.data.synthetic import CLASSES, render_scene
+from groupvit.group_analysis import (
+    confusion_matrix,
+    group_label_counts,
+    groups_used,
+    iou_per_class,
+    mean_iou,
+    oracle_background_labels,
+    purity_oracle_labels,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT = ROOT / "checkpoints" / "groupvit_tiny_synthetic.pth"
+
+# one 2 x 4 image: labels 0 = background, 1, 2; 255 ignored
+LABELS = torch.tensor([[[0, 0, 1, 1], [0, 2, 2, 255]]])
+# group 0 holds three background pixels and one of class 2, group 3 holds both class-1 pixels,
+# group 1 one class-2 pixel and the ignored one; group 2 owns nothing
+GROUPS = torch.tensor([[[0, 0, 3, 3], [0, 0, 1, 1]]])
+
+
+def test_confusion_matrix_and_iou() -> None:
+    pred = torch.tensor([[[0, 1, 1, 1], [0, 2, 0, 2]]])
+    cm = confusion_matrix(pred, LABELS, num_classes=3)
+    # rows: truth, columns: prediction; the ignored pixel is not counted
+    assert cm.tolist() == [[2, 1, 0], [0, 2, 0], [1, 0, 1]]
+    iou = iou_per_class(cm)
+    assert iou.tolist() == pytest.approx([100 * 2 / 4, 100 * 2 / 3, 100 * 1 / 2])
+    assert mean_iou(cm) == pytest.approx((50 + 200 / 3 + 50) / 3)
+    # a class in neither map is left out of the mean, as mmseg's IoUMetric does
+    assert math.isnan(iou_per_class(confusion_matrix(pred, LABELS, num_classes=4))[3])
+    assert mean_iou(confusion_matrix(pred, LABELS, num_classes=4)) == pytest.approx(mean_iou(cm))
+
+
+def test_group_label_counts_and_usage() -> None:
+    counts = group_label_counts(GROUPS, LABELS, num_groups=4, num_classes=3)
+    assert counts.shape == (1, 4, 3)
+    assert counts[0].tolist() == [[3, 0, 1], [0, 0, 1], [0, 0, 0], [0, 2, 0]]
+    assert groups_used(GROUPS, num_groups=4).tolist() == [3]
+
+
+def test_purity_oracle_labels() -> None:
+    counts = group_label_counts(GROUPS, LABELS, num_groups=4, num_classes=3)
+    oracle = purity_oracle_labels(GROUPS, counts)
+    assert oracle.tolist() == [[[0, 0, 1, 1], [0, 0, 2, 2]]]
+    # only the class-2 pixel inside the background group is lost
+    cm = confusion_matrix(oracle, LABELS, num_classes=3)
+    assert iou_per_class(cm).tolist() == pytest.approx([75.0, 100.0, 50.0])
+
+
+def test_oracle_background_labels_keep_model_names() -> None:
+    counts = group_label_counts(GROUPS, LABELS, num_groups=4, num_classes=3)
+    # the model calls group 0 "2" (ignored: ground truth says background), group 1 "1" (wrong)
+    # and group 3 "1" (right)
+    named = oracle_background_labels(GROUPS, counts, torch.tensor([[2, 1, 2, 1]]))
+    assert named.tolist() == [[[0, 0, 1, 1], [0, 0, 1, 1]]]
+
+
+def test_group_label_counts_rejects_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="one shape"):
+        group_label_counts(GROUPS, LABELS[:, :1], num_groups=4, num_classes=3)
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("analyze_groups", ROOT / "tools" / "analyze_groups.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def val_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("val")
+    (root / "img").mkdir()
+    (root / "ann").mkdir()
+    rng = np.random.default_rng(7)
+    for i in range(12):
+        image, mask, _ = render_scene(rng)
+        image.save(root / "img" / f"{i:03d}.png")
+        Image.fromarray(mask).save(root / "ann" / f"{i:03d}.png")
+    return root
+
+
+def test_tool_on_the_shipped_model(val_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    tool = _load_tool()
+    out = tmp_path / "groups.json"
+    argv = [str(val_dir / "img"), "--ann-dir", str(val_dir / "ann"), "--dataset", "synthetic"]
+    argv += ["--model", "groupvit_tiny_synthetic", "--checkpoint", str(CHECKPOINT), "--json", str(out)]
+    assert tool.main(argv + ["--device", "cpu"]) == 0
+    result = json.loads(out.read_text())
+    assert "purity oracle, stage 2" in capsys.readouterr().out
+    assert result["images"] == 12 and result["short_side"] == 128 and result["bg_thresh"] == 0.99
+    assert result["classes"] == list(CLASSES)
+    miou = result["miou"]
+    assert list(miou) == ["protocol", "oracle background", "purity oracle, stage 1", "purity oracle, stage 2"]
+    # On this model each row gains on the next: finer groups (stage 1 has 16), then true names.
+    assert miou["purity oracle, stage 1"] >= miou["purity oracle, stage 2"] >= miou["oracle background"]
+    # The groups are far better than the names the model gives them (README, "Synthetic data").
+    assert miou["purity oracle, stage 2"] > miou["protocol"] + 10
+    assert result["iou"]["protocol"][0] > 50  # background
+    used = result["groups_used_per_image"]
+    assert 1 <= used["stage 2"] <= used["stage 1"] <= 16 and used["stage 2"] <= 8
+    assert 0 <= result["object_groups_named_right"] <= 1 and result["object_groups"] > 0
+
+    # The protocol row equals tools/demo.py's labels scored by the same confusion matrix.
+    demo = tool.demo
+    args = demo.parse_args(argv[:1] + argv[3:9] + ["--device", "cpu"])
+    segmenter, short_side = demo.build_segmenter(args)
+    total = torch.zeros(len(CLASSES), len(CLASSES), dtype=torch.long)
+    for i in range(12):
+        image = demo.load_image(val_dir / "img" / f"{i:03d}.png")
+        target = torch.from_numpy(np.asarray(Image.open(val_dir / "ann" / f"{i:03d}.png"), dtype=np.int64))
+        with torch.no_grad():
+            scores = segmenter.predict(demo.preprocess(image, short_side)).scores
+        labels = tool.resize_scores(scores, (64, 64)).argmax(dim=1)[0]
+        total += confusion_matrix(labels, target, len(CLASSES))
+    assert miou["protocol"] == pytest.approx(mean_iou(total), abs=0.01)
+
+
+def test_tool_names_a_missing_label_map(val_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    tool = _load_tool()
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    argv = [str(val_dir / "img"), "--ann-dir", str(ann), "--dataset", "synthetic"]
+    argv += ["--model", "groupvit_tiny_synthetic", "--checkpoint", str(CHECKPOINT), "--device", "cpu"]
+    assert tool.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "12 label maps are missing" in err and "000.png" in err

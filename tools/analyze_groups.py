@@ -1,0 +1,187 @@
+"""Are the groups wrong or their names? Score a model's groups against ground-truth label maps.
+
+    python tools/analyze_groups.py data/synthetic/val/img_dir/val --ann-dir data/synthetic/val/ann_dir/val \
+        --dataset synthetic --model groupvit_tiny_synthetic --checkpoint checkpoints/groupvit_tiny_synthetic.pth
+
+For every image it runs zero-shot segmentation as ``tools/demo.py`` does (same resizing, classes,
+templates and background threshold) and compares at the label map's size:
+
+- ``protocol``: the zero-shot labels themselves;
+- ``oracle background``: ground truth says which final groups are background, the model names
+  the others (its best class for each group);
+- ``purity oracle, stage s``: every group of stage s takes its pixels' most frequent true label.
+
+It prints the mIoU of each row, per-class IoU, how many groups own pixels per image and how
+often an object group is named right, and writes the same as JSON with ``--json``. Label maps are
+PNGs named like the images (``--ann-suffix``) whose values index the class list (0 = background
+with ``--dataset``), 255 = ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import demo  # noqa: E402  (tools/demo.py: image loading, resizing and the segmenter)
+
+from groupvit.group_analysis import (  # noqa: E402
+    confusion_matrix,
+    group_label_counts,
+    groups_used,
+    iou_per_class,
+    mean_iou,
+    oracle_background_labels,
+    purity_oracle_labels,
+)
+from groupvit.sliding_window import resize_scores  # noqa: E402
+from groupvit.zero_shot_functional import group_class_affinity, resize_group_ids, stage_group_maps  # noqa: E402
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """This tool's options; every other option (classes, checkpoint, model, threshold, short side,
+    device, ...) is ``tools/demo.py``'s, with the same defaults and checks."""
+    parser = argparse.ArgumentParser(
+        description=__doc__ + "\nAll other options are those of tools/demo.py.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--ann-dir", type=Path, required=True, help="folder of label maps named like the images"
+    )
+    parser.add_argument("--ann-suffix", default=".png", help="label map suffix (default: .png)")
+    parser.add_argument("--ignore-index", type=int, default=255, help="label left out of the scores")
+    parser.add_argument("--max-images", type=int, help="score only the first N images (sorted by path)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    ours, rest = parser.parse_known_args(argv)
+    args = demo.parse_args(rest)
+    if args.random_init:
+        parser.error("--random-init: random weights have no groups worth analysing; give --checkpoint")
+    for key, value in vars(ours).items():
+        setattr(args, key, value)
+    return args
+
+
+def load_labels(path: Path) -> torch.Tensor:
+    """A label map PNG -> LongTensor [H, W]."""
+    try:
+        with Image.open(path) as label:
+            return torch.from_numpy(np.asarray(label, dtype=np.int64).copy())
+    except (OSError, ValueError) as e:
+        raise demo.DemoError(f"cannot read label map {path}: {e}") from None
+
+
+def analyze(args: argparse.Namespace) -> dict:
+    paths = demo.collect_images(args.images)[: args.max_images]
+    ann_paths = [args.ann_dir / (path.stem + args.ann_suffix) for path in paths]
+    missing = [str(p) for p in ann_paths if not p.is_file()]
+    if missing:
+        raise demo.DemoError(f"{len(missing)} label maps are missing, e.g. {missing[0]}")
+    segmenter, short_side = demo.build_segmenter(args)
+    model = segmenter.model
+    num_classes = len(args.class_names)
+    offset = 0 if args.no_background else 1  # class channel c is label c + offset
+    rows: dict[str, torch.Tensor] = {}
+    used: dict[str, list[int]] = {}
+    named_right = object_groups = 0
+
+    def add(name: str, pred: torch.Tensor, target: torch.Tensor) -> None:
+        cm = confusion_matrix(pred, target, num_classes, args.ignore_index)
+        rows[name] = rows[name] + cm if name in rows else cm
+
+    with torch.no_grad():
+        for path, ann_path in zip(tqdm(paths, desc="analyze", unit="image"), ann_paths):
+            image, target = demo.load_image(path), load_labels(ann_path)[None].to(args.device)
+            size = tuple(target.shape[-2:])
+            if size != (image.height, image.width):
+                raise demo.DemoError(
+                    f"{ann_path} is {size[1]}x{size[0]}, its image {image.width}x{image.height}"
+                )
+            pixels = demo.preprocess(image, short_side).to(args.device)
+            add("protocol", resize_scores(segmenter.predict(pixels).scores, size).argmax(dim=1), target)
+            features = model.forward_segmentation(pixels)
+            maps = stage_group_maps(features.assignments)
+            for stage, group_map in enumerate(maps, start=1):
+                ids = resize_group_ids(group_map, features.grid_size, size)  # [1, H, W]
+                counts = group_label_counts(ids, target, group_map.shape[-1], num_classes, args.ignore_index)
+                add(f"purity oracle, stage {stage}", purity_oracle_labels(ids, counts), target)
+                used.setdefault(f"stage {stage}", []).append(int(groups_used(ids, group_map.shape[-1])[0]))
+            affinity = group_class_affinity(
+                F.normalize(features.group_embeds, dim=-1),
+                F.normalize(features.image_embeds, dim=-1),
+                segmenter.class_embeddings,
+                model.logit_scale_value(),
+                segmenter.top_k,
+            )  # [1, G, K'], the protocol's restricted affinity
+            group_classes = affinity.argmax(dim=-1) + offset
+            if offset:
+                add("oracle background", oracle_background_labels(ids, counts, group_classes), target)
+                owned = counts.sum(dim=-1) > 0
+                majority = counts.argmax(dim=-1)
+                objects = owned & (majority != 0)
+                object_groups += int(objects.sum())
+                named_right += int((objects & (group_classes == majority)).sum())
+    order = ["protocol", "oracle background"] + [k for k in rows if k.startswith("purity")]
+    return dict(
+        images=len(paths),
+        short_side=short_side,
+        bg_thresh=segmenter.bg_thresh,
+        classes=list(args.class_names),
+        miou={k: round(mean_iou(rows[k]), 2) for k in order if k in rows},
+        iou={k: [round(float(v), 2) for v in iou_per_class(rows[k])] for k in order if k in rows},
+        groups_used_per_image={k: round(sum(v) / len(v), 2) for k, v in used.items()},
+        object_groups=object_groups,
+        object_groups_named_right=round(named_right / max(object_groups, 1), 4),
+    )
+
+
+def report(result: dict) -> str:
+    """The figures as a plain-text table."""
+    names = list(result["miou"])
+    width = max(len(n) for n in names + ["class"]) + 2
+    lines = [
+        f"{result['images']} images, short side {result['short_side']}, bg_thresh {result['bg_thresh']}",
+        "groups owning pixels per image: "
+        + ", ".join(f"{k} {v}" for k, v in result["groups_used_per_image"].items()),
+    ]
+    if result["object_groups"]:
+        lines.append(
+            f"object groups named right: {100 * result['object_groups_named_right']:.1f}% "
+            f"of {result['object_groups']}"
+        )
+    lines += ["", f"{'':<{width}}{'mIoU':>8}"] + [f"{n:<{width}}{result['miou'][n]:>8.2f}" for n in names]
+    lines += ["", "IoU per class"]
+    columns = [max(len(n), 6) + 2 for n in names]
+    first = max(len(c) for c in result["classes"]) + 2
+    lines.append(" " * first + "".join(f"{n:>{w}}" for n, w in zip(names, columns)))
+    for c, name in enumerate(result["classes"]):
+        lines.append(
+            f"{name:<{first}}" + "".join(f"{result['iou'][n][c]:>{w}.2f}" for n, w in zip(names, columns))
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        result = analyze(args)
+    except demo.DemoError as e:
+        print(f"analyze_groups.py: error: {e}", file=sys.stderr)
+        return 1
+    print(report(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
