@@ -1,6 +1,6 @@
-# GroupViT-tiny (3.5M parameters, 64 px, patch 8) trained from captions alone on the procedural
-# synthetic scenes, then scored by zero-shot segmentation of the synthetic val set. CPU-friendly:
-# one process, fp32. Data first:
+# GroupViT-tiny (3.3M parameters, 64 px, patch 8, one grouping stage of 16 groups) trained from
+# captions alone on the procedural synthetic scenes, then scored by zero-shot segmentation of the
+# synthetic val set at 128 px. CPU-friendly: one process, fp32. Data first:
 #   python tools/make_synthetic_data.py --out data/synthetic
 #   mim train mmseg configs/groupvit/groupvit_tiny_synthetic.py   (or python tools/train.py ...)
 # Several processes: python -m torch.distributed.run --nproc_per_node 2 tools/train.py CONFIG --launcher pytorch
@@ -12,13 +12,13 @@ use_shards = False  # True: read data_root/train_shards/*.tar (webdataset) inste
 image_size = 64
 batch_size = 128  # per process; the losses contrast over the global batch (all processes)
 num_workers = 1  # data time is ~1% of a step on 2 cores; the shipped run used 1
-max_iters = 1000
-warmup_iters = 100
+max_iters = 600
+warmup_iters = 60
 lr = 2e-3
 min_lr = 1e-5
 weight_decay = 0.05
-val_interval = 250  # zero-shot segmentation of data_root/val every N iterations (and at the end)
-checkpoint_interval = 250
+val_interval = 150  # zero-shot segmentation of data_root/val every N iterations (and at the end)
+checkpoint_interval = 150
 synthetic_classes = ("background", "apple", "house", "star", "tree", "fish", "car", "ball", "flower")
 
 model = dict(
@@ -172,7 +172,7 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
     dist_cfg=dict(backend="nccl"),  # tools/train.py uses gloo on CPU-only machines
 )
-randomness = dict(seed=3)  # the shipped run; seeds 2-6 were tried, see README
+randomness = dict(seed=1)  # the shipped run: the best of seeds 0-3 on a tuning split, see README
 vis_backends = [dict(type="LocalVisBackend")]
 visualizer = dict(type="SegLocalVisualizer", vis_backends=vis_backends, name="visualizer")
 load_from = None
