@@ -34,7 +34,7 @@ CHECKPOINT_SUFFIXES = frozenset({".pth", ".pt", ".bin", ".ckpt", ".safetensors"}
 # The benchmarks' class lists, plus the procedural scenes the synthetic model is trained on.
 CLASS_LISTS: dict[str, tuple[str, ...]] = {**DATASET_CLASSES, "synthetic": synthetic.CLASSES}
 # synthetic: the value in configs/groupvit/groupvit_tiny_synthetic.py (chosen on a tuning split)
-BG_THRESH: dict[str, float] = {**DATASET_BG_THRESH, "synthetic": 0.99}
+BG_THRESH: dict[str, float] = {**DATASET_BG_THRESH, "synthetic": 0.95}
 
 
 class DemoError(Exception):

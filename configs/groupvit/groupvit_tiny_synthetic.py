@@ -41,7 +41,7 @@ model = dict(
     # zero-shot validation (see GroupViTSegmentor); class names come from the val dataset
     templates="simple",
     background=True,
-    bg_thresh=0.99,  # chosen on a separate val split (seed 1), not on the reported val set
+    bg_thresh=0.95,  # chosen on a separate val split (seed 1), not on the reported val set; see README
     top_k=5,
     test_cfg=dict(mode="whole"),
     data_preprocessor=dict(
@@ -172,7 +172,7 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
     dist_cfg=dict(backend="nccl"),  # tools/train.py uses gloo on CPU-only machines
 )
-randomness = dict(seed=1)  # the shipped run: the best of seeds 0-3 on a tuning split, see README
+randomness = dict(seed=3)  # the shipped run: the best of seeds 0-3 on a tuning split, see README
 vis_backends = [dict(type="LocalVisBackend")]
 visualizer = dict(type="SegLocalVisualizer", vis_backends=vis_backends, name="visualizer")
 load_from = None
