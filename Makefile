@@ -40,7 +40,7 @@ demo: install
 		--vis overview all_groups input_pred_label --out $(DEMO_DIR)/pictures
 	@echo "pictures: $(DEMO_DIR)/pictures"
 
-# Reproduces the shipped checkpoint from scratch (about 6 minutes, plus the data). One thread:
+# Reproduces the shipped checkpoint from scratch (about 5 minutes, plus the data). One thread:
 # CPU results depend on the thread count (summation order), and this run's seed is one draw from a
 # wide spread (README, "Synthetic data"), so only the same thread count gives the same weights.
 demo-train: install

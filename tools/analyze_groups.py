@@ -11,6 +11,9 @@ templates and background threshold) and compares at the label map's size:
   the others (its best class for each group);
 - ``purity oracle, stage s``: every group of stage s takes its pixels' most frequent true label.
 
+The groups come from one forward pass over the whole resized image (with ``--mode slide`` on large
+images the protocol row still slides its windows).
+
 It prints the mIoU of each row, per-class IoU, how many groups own pixels per image and how
 often an object group is named right, and writes the same as JSON with ``--json``. Label maps are
 PNGs named like the images (``--ann-suffix``) whose values index the class list (0 = background

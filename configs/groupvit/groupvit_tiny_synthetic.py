@@ -41,7 +41,7 @@ model = dict(
     # zero-shot validation (see GroupViTSegmentor); class names come from the val dataset
     templates="simple",
     background=True,
-    bg_thresh=0.95,  # chosen on a separate val split (seed 1), not on the reported val set; see README
+    bg_thresh=0.95,  # chosen on a separate val split (seed-1 data), not on the reported val set; see README
     top_k=5,
     test_cfg=dict(mode="whole"),
     data_preprocessor=dict(
@@ -90,7 +90,7 @@ train_dataloader = dict(
 )
 
 # Zero-shot segmentation at twice the training size, as the paper tests its 224-px model at 448:
-# 64 -> 128 px gives 16 x 16 patches (measured on the tuning split: 19.9% against 18.4% at 64 px).
+# 64 -> 128 px gives 16 x 16 patches (tuning split, previous two-stage model: 19.9% against 18.4%).
 # Labels load after Resize, so the metric compares at the original 64 px.
 test_size = 2 * image_size
 val_pipeline = [
