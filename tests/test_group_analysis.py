@@ -138,3 +138,22 @@ def test_tool_names_a_missing_label_map(val_dir: Path, tmp_path: Path, capsys: p
     assert tool.main(argv) == 1
     err = capsys.readouterr().err
     assert "12 label maps are missing" in err and "000.png" in err
+
+
+def test_tool_names_a_mis_sized_or_unreadable_label_map(
+    val_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    tool = _load_tool()
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    argv = [str(val_dir / "img" / "000.png"), str(val_dir / "img" / "001.png"), "--ann-dir", str(ann)]
+    argv += ["--dataset", "synthetic", "--model", "groupvit_tiny_synthetic"]
+    argv += ["--checkpoint", str(CHECKPOINT), "--device", "cpu"]
+    Image.fromarray(np.zeros((32, 48), dtype=np.uint8)).save(ann / "000.png")
+    (ann / "001.png").write_bytes(b"not a png")
+    assert tool.main(argv) == 1
+    assert "000.png is 48x32, its image 64x64" in capsys.readouterr().err
+    Image.fromarray(np.zeros((64, 64), dtype=np.uint8)).save(ann / "000.png")
+    assert tool.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "cannot read label map" in err and "001.png" in err
