@@ -35,6 +35,9 @@ class VisionConfig:
     assign_eps: float = 1.0  # added to each group's assignment sum before normalising its row
     gumbel_tau: float = 1.0  # temperature of the Gumbel noise used during training
     hard_assignment: bool = True  # straight-through one-hot assignment (the released model uses it)
+    # add each grouping block's query back onto its segment token (the paper). The query has
+    # attended to every image token, so False makes a segment token depend only on its own tokens
+    group_query_residual: bool = True
     layer_norm_eps: float = 1e-5  # epsilon of every LayerNorm in the tower
 
     def __post_init__(self) -> None:

@@ -114,6 +114,34 @@ def test_grouping_block_shapes_and_autocast() -> None:
     torch.testing.assert_close(soft16, soft, atol=5e-2, rtol=0)
 
 
+def test_grouping_block_without_query_residual_segments_see_only_their_tokens() -> None:
+    """query_residual=False: a segment token is a function of its assigned tokens only.
+
+    With hard assignment in eval, a group that owns no token gets the same output whatever the image;
+    with the paper's residual the (image-attended) query leaks into it and the output changes.
+    """
+    torch.manual_seed(0)
+    outs = {}
+    for residual in (True, False):
+        block = GroupingBlock(dim=16, num_heads=2, num_group_tokens=6, num_output_groups=6, query_residual=residual)
+        block.assign.hard = True
+        block.eval()
+        groups = torch.randn(1, 6, 16)
+        # every image token equal: all of them go to the same group, five groups stay empty
+        x1 = torch.randn(1, 1, 16).expand(1, 10, 16)
+        x2 = torch.randn(1, 1, 16).expand(1, 10, 16)
+        with torch.no_grad():
+            (o1, s1), (o2, s2) = block(x1, groups), block(x2, groups)
+        empty = (s1.argmax(1)[0].bincount(minlength=6) == 0) & (s2.argmax(1)[0].bincount(minlength=6) == 0)
+        assert int(empty.sum()) >= 4
+        outs[residual] = (o1[0, empty], o2[0, empty])
+    e1, e2 = outs[False]
+    torch.testing.assert_close(e1, e2)  # empty groups: input-independent
+    torch.testing.assert_close(e1, e1[:1].expand_as(e1))  # and all alike
+    r1, r2 = outs[True]
+    assert (r1 - r2).abs().max() > 1e-2  # the residual carries the image into empty groups
+
+
 def test_mixer_mlp_mixes_tokens() -> None:
     mlp = MixerMlp(6, 12, 3)
     assert mlp(torch.randn(2, 6, 5)).shape == (2, 3, 5)

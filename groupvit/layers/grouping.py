@@ -73,6 +73,8 @@ class GroupingBlock(nn.Module):
     Steps: LN the group tokens, mix them along the token axis to ``num_output_groups`` queries (LN),
     let the queries attend to the (LN) image tokens (post-norm cross-attention block), assign image
     tokens to queries (:class:`AssignAttention`), add the queries back, then an LN + channel MLP residual.
+    With ``query_residual=False`` the queries are not added back: a segment token is then a function
+    of the tokens assigned to it only (the queries have attended to the whole image).
     """
 
     def __init__(
@@ -88,9 +90,11 @@ class GroupingBlock(nn.Module):
         tau: float = 1.0,
         hard: bool = True,
         eps: float = 1e-5,
+        query_residual: bool = True,
     ) -> None:
         super().__init__()
         self.num_output_groups = num_output_groups
+        self.query_residual = query_residual
         self.norm_tokens = nn.LayerNorm(dim, eps=eps)
         self.mlp_inter = MixerMlp(num_group_tokens, int(dim * token_mlp_ratio), num_output_groups)
         self.norm_post_tokens = nn.LayerNorm(dim, eps=eps)
@@ -110,6 +114,7 @@ class GroupingBlock(nn.Module):
         queries = self.norm_post_tokens(self.mlp_inter(group_tokens))  # (B, G, C)
         queries = self.pre_assign_attn(queries, x)
         out, soft = self.assign(queries, x)
-        out = out + queries
+        if self.query_residual:
+            out = out + queries
         out = out + self.mlp_channels(self.norm_new_x(out))
         return out, soft

@@ -71,6 +71,7 @@ class GroupingStage(nn.Module):
                 assign_eps=cfg.assign_eps,
                 tau=cfg.gumbel_tau,
                 hard=cfg.hard_assignment,
+                query_residual=cfg.group_query_residual,
                 eps=cfg.layer_norm_eps,
             )
             if num_prev_group_tokens > 0:
