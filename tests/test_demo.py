@@ -140,8 +140,9 @@ def test_synthetic_class_list() -> None:
     from mmengine.config import Config
 
     config = Config.fromfile(str(ROOT / "configs" / "groupvit" / "groupvit_tiny_synthetic.py"))
-    # the pictures use the threshold the shipped model is scored with
+    # the pictures use the threshold and the test size the shipped model is scored with
     assert demo.BG_THRESH["synthetic"] == config.model.bg_thresh == 0.95
+    assert demo.TEST_SCALE["synthetic"] * config.image_size == config.test_size == 320
 
 
 def test_default_short_side_is_twice_the_training_size() -> None:
@@ -150,3 +151,7 @@ def test_default_short_side_is_twice_the_training_size() -> None:
     segmenter, short_side = demo.build_segmenter(args)
     assert segmenter.model.config.vision.image_size == 64
     assert short_side == 128 and segmenter.window == (128, 128) and segmenter.stride == (64, 64)
+    # the synthetic scenes are scored at the config's test size, five times the training size
+    args = demo.parse_args(["x.png", "--dataset", "synthetic", "--model", "groupvit_tiny", "--random-init"])
+    args.device = "cpu"
+    assert demo.build_segmenter(args)[1] == 320

@@ -101,15 +101,17 @@ def test_tool_on_the_shipped_model(val_dir: Path, tmp_path: Path, capsys: pytest
     assert tool.main(argv + ["--device", "cpu"]) == 0
     result = json.loads(out.read_text())
     assert "purity oracle, stage 1" in capsys.readouterr().out
-    assert result["images"] == 12 and result["short_side"] == 128 and result["bg_thresh"] == 0.95
+    # scored at the config's test size, five times the 64-px training size
+    assert result["images"] == 12 and result["short_side"] == 320 and result["bg_thresh"] == 0.95
     assert result["classes"] == list(CLASSES)
     miou = result["miou"]
     # one grouping stage of 16 groups (groupvit/model_configs/groupvit_tiny_synthetic.json)
     assert list(miou) == ["protocol", "oracle background", "purity oracle, stage 1"]
-    # True names can only help groups whose majority is already right; the groups are far better
-    # than the names the model gives them (README, "Synthetic data").
-    assert miou["purity oracle, stage 1"] >= miou["oracle background"]
-    assert miou["purity oracle, stage 1"] > miou["protocol"] + 10
+    # True names can only help groups whose majority is already right. The shipped model names its
+    # object groups right (all 12 images here; 88% on the val set), so what the protocol loses
+    # against the purity oracle is the background threshold (README, "Synthetic data").
+    assert miou["purity oracle, stage 1"] >= miou["oracle background"] >= miou["protocol"] > 45
+    assert result["object_groups_named_right"] > 0.85
     assert result["iou"]["protocol"][0] > 50  # background
     assert 1 <= result["groups_used_per_image"]["stage 1"] <= 16
     assert 0 <= result["object_groups_named_right"] <= 1 and result["object_groups"] > 0

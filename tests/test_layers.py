@@ -123,7 +123,9 @@ def test_grouping_block_without_query_residual_segments_see_only_their_tokens() 
     torch.manual_seed(0)
     outs = {}
     for residual in (True, False):
-        block = GroupingBlock(dim=16, num_heads=2, num_group_tokens=6, num_output_groups=6, query_residual=residual)
+        block = GroupingBlock(
+            dim=16, num_heads=2, num_group_tokens=6, num_output_groups=6, query_residual=residual
+        )
         block.assign.hard = True
         block.eval()
         groups = torch.randn(1, 6, 16)

