@@ -145,7 +145,7 @@ def test_synthetic_class_list() -> None:
     assert demo.TEST_SCALE["synthetic"] * config.image_size == config.test_size == 320
 
 
-def test_default_short_side_is_twice_the_training_size() -> None:
+def test_default_short_side_is_a_multiple_of_the_training_size() -> None:
     args = demo.parse_args(["x.png", "--vocab", "cat", "--model", "groupvit_tiny", "--random-init"])
     args.device = "cpu"
     segmenter, short_side = demo.build_segmenter(args)

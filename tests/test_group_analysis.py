@@ -108,7 +108,7 @@ def test_tool_on_the_shipped_model(val_dir: Path, tmp_path: Path, capsys: pytest
     # one grouping stage of 16 groups (groupvit/model_configs/groupvit_tiny_synthetic.json)
     assert list(miou) == ["protocol", "oracle background", "purity oracle, stage 1"]
     # True names can only help groups whose majority is already right. The shipped model names its
-    # object groups right (all 12 images here; 88% on the val set), so what the protocol loses
+    # object groups right (every one in these 12 scenes; 88% on the val set), so what the protocol loses
     # against the purity oracle is the background threshold (README, "Synthetic data").
     assert miou["purity oracle, stage 1"] >= miou["oracle background"] >= miou["protocol"] > 45
     assert result["object_groups_named_right"] > 0.85

@@ -63,6 +63,8 @@ def test_tiny_synthetic_model_is_small() -> None:
     model = MODELS.build(cfg.model)
     vision = model.model.config.vision
     assert (vision.image_size, vision.patch_size) == (64, 8)
+    # segment tokens that see only their own tokens, no blocks after the grouping (README)
+    assert vision.depths == (5,) and vision.num_output_groups == (16,) and not vision.group_query_residual
     params = sum(p.numel() for p in model.parameters())
     assert 1e6 < params < 4e6, params
 
