@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from groupvit.sliding_window import pair, resize_scores, slide_inference
+from groupvit.sliding_window import pair, resize_scores, slide_inference, window_grid
 from groupvit.templates import get_templates
 from groupvit.zero_shot_functional import (
     background_channel,
@@ -38,6 +38,9 @@ from groupvit.zero_shot_functional import (
     scores_from_features,
     stage_group_maps,
 )
+
+if TYPE_CHECKING:
+    from groupvit.models.groupvit import SegmentationFeatures
 
 __all__ = [
     "SegmentationResult",
@@ -186,17 +189,32 @@ class ZeroShotSegmenter:
             for group_map in stage_group_maps(features.assignments)
         )
 
-    def _score(self, images: Tensor) -> Tensor:
-        """[B, 3, h, w] -> scores [B, C, h, w] from one forward pass."""
-        features = self.model.forward_segmentation(images)
+    def single_pass(self, size: tuple[int, int]) -> bool:
+        """Whether :meth:`predict` scores an image of ``size`` (H, W) with one forward pass over the
+        whole image (``mode="whole"``, or a single sliding window that covers it)."""
+        return self.mode == "whole" or len(window_grid(size, self.window, self.stride)) == 1
+
+    @torch.no_grad()
+    def score_features(self, features: SegmentationFeatures, size: tuple[int, int]) -> Tensor:
+        """Scores [B, C, H, W] of ``model.forward_segmentation`` features of images of ``size`` (H, W).
+
+        For a caller that needs the features too: when :meth:`single_pass` holds, these are
+        :meth:`predict`'s scores, without a second forward pass.
+        """
         return scores_from_features(
             features,
             self.class_embeddings,
             self.model.logit_scale_value(),
-            (images.shape[-2], images.shape[-1]),
+            size,
             background=self.background,
             bg_thresh=self.bg_thresh,
             top_k=self.top_k,
+        )
+
+    def _score(self, images: Tensor) -> Tensor:
+        """[B, 3, h, w] -> scores [B, C, h, w] from one forward pass."""
+        return self.score_features(
+            self.model.forward_segmentation(images), (images.shape[-2], images.shape[-1])
         )
 
     def _prepare(self, images: Tensor) -> Tensor:

@@ -33,6 +33,17 @@ def test_whole_equals_slide_when_window_covers_image(model: torch.nn.Module) -> 
     assert torch.equal(slide.labels, whole.labels)
 
 
+def test_score_features_reuses_a_single_pass(model: torch.nn.Module) -> None:
+    images = torch.randn(2, 3, 64, 96)
+    slide = ZeroShotSegmenter(model, CLASSES, mode="slide", window=(64, 128), stride=32)
+    assert slide.single_pass((64, 96)) and not slide.single_pass((64, 160))
+    assert ZeroShotSegmenter(model, CLASSES).single_pass((640, 960))  # whole mode: always
+    with torch.no_grad():
+        features = model.forward_segmentation(images)
+    scores = slide.score_features(features, (64, 96))
+    torch.testing.assert_close(scores, slide.predict(images).scores, rtol=0, atol=0)
+
+
 def test_slide_non_square_shapes(model: torch.nn.Module) -> None:
     images = torch.randn(2, 3, 80, 112)
     seg = ZeroShotSegmenter(model, CLASSES, mode="slide", window=64, stride=32)

@@ -11,8 +11,8 @@ templates and background threshold) and compares at the label map's size:
   the others (its best class for each group);
 - ``purity oracle, stage s``: every group of stage s takes its pixels' most frequent true label.
 
-The groups come from one forward pass over the whole resized image (with ``--mode slide`` on large
-images the protocol row still slides its windows).
+The groups come from one forward pass over the whole resized image; the protocol row reuses it
+unless ``--mode slide`` needs several windows for the image.
 
 It prints the mIoU of each row, per-class IoU, how many groups own pixels per image and how
 often an object group is named right, and writes the same as JSON with ``--json``. Label maps are
@@ -109,8 +109,13 @@ def analyze(args: argparse.Namespace) -> dict:
                     f"{ann_path} is {size[1]}x{size[0]}, its image {image.width}x{image.height}"
                 )
             pixels = demo.preprocess(image, short_side).to(args.device)
-            add("protocol", resize_scores(segmenter.predict(pixels).scores, size).argmax(dim=1), target)
             features = model.forward_segmentation(pixels)
+            input_size = (pixels.shape[-2], pixels.shape[-1])
+            if segmenter.single_pass(input_size):  # predict() would run this very forward pass
+                scores = segmenter.score_features(features, input_size)
+            else:
+                scores = segmenter.predict(pixels).scores
+            add("protocol", resize_scores(scores, size).argmax(dim=1), target)
             maps = stage_group_maps(features.assignments)
             for stage, group_map in enumerate(maps, start=1):
                 ids = resize_group_ids(group_map, features.grid_size, size)  # [1, H, W]
