@@ -19,6 +19,7 @@ from PIL import Image
 
 import groupvit
 from groupvit.checkpoint import convert_state_dict
+from groupvit.class_names import VOC_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 VOC_CONFIG = ROOT / "configs" / "groupvit" / "groupvit_s_voc.py"
@@ -27,7 +28,6 @@ VOC_NAMES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )  # fmt: skip
-RENAMES = {"diningtable": "table", "pottedplant": "potted plant", "tvmonitor": "monitor"}
 SAMPLES = ("2007_000032", "2007_000039", "2007_000063")
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
 
@@ -96,7 +96,7 @@ def _expected_table(workspace: Path, mode: str) -> dict[str, float]:
     model = groupvit.create_model(
         "groupvit_tiny", checkpoint=workspace / "group_vit_tiny_official.pth"
     ).eval()
-    names = [RENAMES.get(n, n) for n in VOC_NAMES[1:]]
+    names = list(VOC_CLASSES[1:])  # the official spellings the VOC config feeds the text encoder
     segmenter = groupvit.ZeroShotSegmenter(
         model, names, bg_thresh=0.95, top_k=5, mode=mode, window=448, stride=224
     )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from groupvit.class_names import COCO_OBJECT_CLASSES, CONTEXT_CLASSES
+from groupvit.class_names import COCO_OBJECT_CLASSES, CONTEXT_CLASSES, DATASET_CLASS_RENAMES
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools" / "prepare_data"
 
@@ -132,7 +132,7 @@ def test_coco_object_converter_errors(tmp_path: Path) -> None:
 
 def test_pascal_context_table_and_conversion(tmp_path: Path) -> None:
     names = [name for name, _ in pascal_context.CONTEXT59_IDS]
-    renamed = [{"pottedplant": "potted plant", "tvmonitor": "monitor"}.get(n, n) for n in names]
+    renamed = [DATASET_CLASS_RENAMES["context"].get(n, n) for n in names]
     assert ["background", *renamed] == list(CONTEXT_CLASSES)
     ids = [full_id for _, full_id in pascal_context.CONTEXT59_IDS]
     assert ids == sorted(ids) and len(set(ids)) == 59  # alphabetical names <-> increasing ids
@@ -156,7 +156,7 @@ def test_pascal_context_table_and_conversion(tmp_path: Path) -> None:
     out = np.array(Image.open(voc / "SegmentationClassContext" / "2008_000002.png"))
     label = CONTEXT_CLASSES.index
     expected = [
-        [label("aeroplane"), label("bag"), 0],
+        [label("airplane"), label("bag"), 0],
         [label("monitor"), label("wood"), 0],
         [label("table"), 0, label("person")],
     ]

@@ -13,7 +13,7 @@ model = dict(
     model_overrides=dict(),  # e.g. dict(vision=dict(drop_path_rate=0.0))
     class_names=None,  # None: the dataset's classes (label order, background first)
     # Dataset names -> the words fed to the text encoder ("a photo of a {}.").
-    class_renames=dict(pottedplant="potted plant", tvmonitor="monitor"),
+    class_renames=dict(aeroplane="airplane", pottedplant="plant", tvmonitor="monitor"),
     templates="simple",
     background=True,  # label 0 is background, scored by thresholding
     bg_thresh=0.35,

@@ -14,7 +14,7 @@ model = dict(
     model_overrides=dict(),  # e.g. dict(vision=dict(drop_path_rate=0.0))
     class_names=None,  # None: the dataset's 59 classes
     # Dataset names -> the words fed to the text encoder ("a photo of a {}.").
-    class_renames=dict(pottedplant="potted plant", tvmonitor="monitor"),
+    class_renames=dict(aeroplane="airplane", pottedplant="plant", tvmonitor="monitor"),
     templates="simple",
     background=False,  # no background class: label i is the i-th of the 59 classes
     bg_thresh=0.35,  # unused without a background channel

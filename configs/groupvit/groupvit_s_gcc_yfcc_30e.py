@@ -49,7 +49,7 @@ model = dict(
     duplicate_positives=False,  # the paper's targets: other samples' texts are negatives
     grad_checkpointing=False,  # True: less GPU memory, ~30% slower
     # zero-shot validation on VOC, as evaluated in the paper (configs/groupvit/groupvit_s_voc.py)
-    class_renames=dict(diningtable="table", pottedplant="potted plant", tvmonitor="monitor"),
+    class_renames=dict(diningtable="table", pottedplant="plant", tvmonitor="monitor"),
     templates="simple",
     background=True,
     bg_thresh=0.95,
