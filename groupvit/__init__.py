@@ -32,6 +32,11 @@ _EXPORTS = {
     "get_templates": "groupvit.templates",
     "ZeroShotSegmenter": "groupvit.zero_shot",
     "SegmentationResult": "groupvit.zero_shot",
+    "PhraseGrounder": "groupvit.grounding",
+    "GroundingResult": "groupvit.grounding",
+    "GroundedPhrase": "groupvit.grounding",
+    "EvalTransform": "groupvit.preprocess",
+    "load_image": "groupvit.preprocess",
     "load_checkpoint": "groupvit.checkpoint",
     "convert_state_dict": "groupvit.checkpoint",
 }

@@ -79,6 +79,19 @@ class TextConfig:
 
 
 @dataclass
+class InferenceConfig:
+    """How the preset is evaluated: the one source that the transforms, the demo, grounding and the
+    configs read."""
+
+    short_side: int = 448  # images are resized to this short side (the paper: twice the 224 training size)
+    bg_thresh: float = 0.95  # default background threshold for a free vocabulary (VOC / COCO-Object value)
+
+    def __post_init__(self) -> None:
+        if self.short_side < 1 or not 0.0 <= self.bg_thresh <= 1.0:
+            raise ValueError(f"inference needs short_side >= 1 and bg_thresh in [0, 1], got {self}")
+
+
+@dataclass
 class GroupViTConfig:
     """Two-tower GroupViT: vision + text towers, MLP projection heads, learned temperatures."""
 
@@ -89,6 +102,7 @@ class GroupViTConfig:
     logit_scale_init: float = math.log(1 / 0.07)  # init of log(1 / temperature), contrastive loss
     multi_label_logit_scale_init: float = math.log(1 / 0.07)  # same, for the multi-label loss
     logit_scale_max: float = 100.0  # exp(logit_scale) is clamped at this value
+    inference: InferenceConfig = field(default_factory=InferenceConfig)  # evaluation size and threshold
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GroupViTConfig:

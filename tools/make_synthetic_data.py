@@ -11,6 +11,8 @@ Layout under --out:
     val/img_dir/val/000000.png             segmentation val images (mmseg layout)
     val/ann_dir/val/000000.png             label PNGs: 0 = background, i = classes[i]
     val/classes.txt, val/meta.json         class list (background first) and palette
+    val/grounding.jsonl                    {"image": "img_dir/val/000000.png", "caption": "...",
+                                            "phrases": [{"span": [start, end], "label": class id}]}
     meta.json                              class list, palette, sizes, the shard brace pattern
 
 Every sample is drawn from its own generator seeded by (seed, split, index): the
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from groupvit.data.synthetic import CLASSES, render_scene
+from groupvit.data.synthetic import CLASSES, render_grounded_scene
 
 _SPLIT_IDS = {"train": 0, "val": 1}
 
@@ -43,26 +45,27 @@ def palette(num_classes: int) -> list[list[int]]:
     return colours.tolist()
 
 
-def _render(split: str, index: int, seed: int, size: int) -> tuple[bytes, np.ndarray, str]:
+def _render(split: str, index: int, seed: int, size: int) -> tuple[bytes, np.ndarray, str, list]:
     rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
-    image, mask, caption = render_scene(rng, size)
+    scene = render_grounded_scene(rng, size)
     buf = io.BytesIO()
     if split == "train":
         # 4:4:4 chroma: at 64 px, 4:2:0 subsampling would smear the colour cues
-        image.save(buf, format="JPEG", quality=95, subsampling=0)
+        scene.image.save(buf, format="JPEG", quality=95, subsampling=0)
     else:
-        image.save(buf, format="PNG")
-    return buf.getvalue(), mask, caption
+        scene.image.save(buf, format="PNG")
+    phrases = [{"span": list(p.span), "label": p.label} for p in scene.phrases]
+    return buf.getvalue(), scene.mask, scene.caption, phrases
 
 
 def _render_chunk(
     split: str, start: int, stop: int, seed: int, size: int
-) -> list[tuple[bytes, np.ndarray, str]]:
+) -> list[tuple[bytes, np.ndarray, str, list]]:
     return [_render(split, i, seed, size) for i in range(start, stop)]
 
 
 def _generate(split: str, num: int, seed: int, size: int, workers: int):
-    """Yield (index, encoded image, mask, caption) in index order."""
+    """Yield (index, encoded image, mask, caption, phrases) in index order."""
     chunk = 500
     ranges = [(s, min(s + chunk, num)) for s in range(0, num, chunk)]
     if workers <= 1:
@@ -102,7 +105,7 @@ def write_train(out: Path, num: int, seed: int, size: int, shard_size: int, work
     ):
         writer = csv.writer(csv_file)
         writer.writerow(["image", "caption"])
-        for index, data, _, caption in _generate("train", num, seed, size, workers):
+        for index, data, _, caption, _ in _generate("train", num, seed, size, workers):
             key = f"{index:09d}"
             rel = f"images/{key}.jpg"
             (out / "train" / rel).write_bytes(data)
@@ -125,9 +128,12 @@ def write_val(out: Path, num: int, seed: int, size: int, workers: int) -> None:
     ann_dir = out / "val" / "ann_dir" / "val"
     img_dir.mkdir(parents=True, exist_ok=True)
     ann_dir.mkdir(parents=True, exist_ok=True)
-    for index, data, mask, _ in _generate("val", num, seed, size, workers):
-        (img_dir / f"{index:06d}.png").write_bytes(data)
-        Image.fromarray(mask, mode="L").save(ann_dir / f"{index:06d}.png")
+    with open(out / "val" / "grounding.jsonl", "w", encoding="utf-8") as grounding:
+        for index, data, mask, caption, phrases in _generate("val", num, seed, size, workers):
+            (img_dir / f"{index:06d}.png").write_bytes(data)
+            Image.fromarray(mask, mode="L").save(ann_dir / f"{index:06d}.png")
+            record = {"image": f"img_dir/val/{index:06d}.png", "caption": caption, "phrases": phrases}
+            grounding.write(json.dumps(record) + "\n")
     (out / "val" / "classes.txt").write_text("\n".join(CLASSES) + "\n", encoding="utf-8")
 
 

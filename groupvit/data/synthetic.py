@@ -16,11 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["CATEGORIES", "CLASSES", "Category", "CATEGORY_SPECS", "render_scene"]
+__all__ = [
+    "CATEGORIES",
+    "CLASSES",
+    "CaptionPhrase",
+    "Category",
+    "CATEGORY_SPECS",
+    "GroundedScene",
+    "render_grounded_scene",
+    "render_scene",
+]
 
 
 @dataclass(frozen=True)
@@ -243,8 +253,22 @@ def _phrase(rng: np.random.Generator, spec: Category, count: int) -> str:
     return f"{article} {adjective}{spec.name}"
 
 
+class CaptionPhrase(NamedTuple):
+    """Where a caption names one category: ``caption[span[0]:span[1]]`` is e.g. "two red apples"."""
+
+    span: tuple[int, int]  # character offsets [start, end) into the caption
+    label: int  # the category's label in the masks (``CATEGORIES.index(name) + 1``)
+
+
 def make_caption(rng: np.random.Generator, objects: list[Category], background: str) -> str:
     """A sentence naming every object (in random order) and maybe the background."""
+    return make_grounded_caption(rng, objects, background)[0]
+
+
+def make_grounded_caption(
+    rng: np.random.Generator, objects: list[Category], background: str
+) -> tuple[str, list[CaptionPhrase]]:
+    """:func:`make_caption` (the same random draws, the same sentence) and the span of each phrase."""
     counts: dict[str, int] = {}
     for spec in objects:
         counts[spec.name] = counts.get(spec.name, 0) + 1
@@ -254,8 +278,15 @@ def make_caption(rng: np.random.Generator, objects: list[Category], background: 
     phrases = [_phrase(rng, specs[n], counts[n]) for n in names]
     objs = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
     sentence = _SENTENCES[rng.integers(len(_SENTENCES))]
-    text = sentence.format(objs=objs, bg=background, be="are" if len(objects) > 1 else "is")
-    return text[0].upper() + text[1:] if rng.random() < 0.5 else text
+    be = "are" if len(objects) > 1 else "is"
+    text = sentence.format(objs=objs, bg=background, be=be)
+    start = len(sentence.split("{objs}")[0].format(bg=background, be=be))
+    spans = []
+    for name, phrase in zip(names, phrases):
+        offset = start + objs.index(phrase)  # phrases name distinct categories, so each is found once
+        spans.append(CaptionPhrase((offset, offset + len(phrase)), CATEGORIES.index(name) + 1))
+        start, objs = offset + len(phrase), objs[objs.index(phrase) + len(phrase) :]
+    return (text[0].upper() + text[1:] if rng.random() < 0.5 else text), spans
 
 
 # --------------------------------------------------------------------------- scene
@@ -336,6 +367,21 @@ def render_scene(rng: np.random.Generator, size: int = 64) -> tuple[Image.Image,
         (RGB PIL image size x size, label mask uint8 [size, size] with 0 = background
         and ``i + 1`` = ``CATEGORIES[i]``, caption str).
     """
+    scene = render_grounded_scene(rng, size)
+    return scene.image, scene.mask, scene.caption
+
+
+class GroundedScene(NamedTuple):
+    """One scene with the caption's phrase spans (grounding ground truth)."""
+
+    image: Image.Image  # RGB, size x size
+    mask: np.ndarray  # uint8 [size, size]: 0 = background, i + 1 = CATEGORIES[i]
+    caption: str
+    phrases: list[CaptionPhrase]  # one per category the caption names, in caption order
+
+
+def render_grounded_scene(rng: np.random.Generator, size: int = 64) -> GroundedScene:
+    """:func:`render_scene` (the same draws, the same scene) with the caption's phrase spans."""
     canvas, bg_kind = _background(rng, size)
     instances = np.zeros((size, size), np.uint8)  # 0 = background, i + 1 = placed[i]
     placed = _place_objects(rng, size)
@@ -348,5 +394,5 @@ def render_scene(rng: np.random.Generator, size: int = 64) -> tuple[Image.Image,
     present = np.bincount(instances.ravel(), minlength=len(placed) + 1)[1:] > 0
     visible = [CATEGORY_SPECS[o.category] for o, seen in zip(placed, present) if seen]
     bg_noun = _BACKGROUNDS[bg_kind][rng.integers(3)]
-    caption = make_caption(rng, visible, bg_noun)
-    return image, mask, caption
+    caption, phrases = make_grounded_caption(rng, visible, bg_noun)
+    return GroundedScene(image, mask, caption, phrases)

@@ -1,0 +1,2 @@
+"""Command-line entry points (console scripts in pyproject.toml): ``groupvit-ground``,
+``groupvit-eval-grounding``. Each module has a ``main(argv) -> int``."""

@@ -1,0 +1,168 @@
+"""``groupvit-ground``: a mask for every noun phrase of a caption, for each image.
+
+    groupvit-ground photo.jpg photos/ --caption "a dog chasing a red ball on the grass" \
+        --checkpoint gcc_yfcc --out work_dirs/ground
+    groupvit-ground --captions pairs.jsonl --checkpoint checkpoints/groupvit_tiny_synthetic.pth
+
+Writes, per image, ``OUT/<stem>_grounding.png`` (the image with a colour per phrase, the caption
+below with each phrase underlined in its colour; dashed: no group claimed it), one mask PNG per
+phrase (``<stem>_phrase<i>.png``, 255 inside) and ``<stem>.json``::
+
+    {"caption": str, "phrases": [{"text", "span": [start, end], "score", "pixel_share", "mask"}]}
+
+``--captions FILE.jsonl`` holds ``{"image": path, "caption": str}`` per line (paths relative to the
+file), a different caption per image. The model preset is read off the checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from groupvit.errors import InputError, report_input_errors
+
+__all__ = ["main"]
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"})
+
+
+def _unit_interval(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text}")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="groupvit-ground", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("images", nargs="*", type=Path, help="image files and/or folders of images")
+    parser.add_argument("--caption", help="the sentence (or class list 'cat. dog.') for every image")
+    parser.add_argument("--captions", type=Path, help='JSONL of {"image": ..., "caption": ...} per line')
+    parser.add_argument("--checkpoint", required=True, help="weights: a file, a URL or a released tag")
+    parser.add_argument("--model", help="model preset (default: read off the checkpoint)")
+    parser.add_argument("--out", type=Path, default=Path("work_dirs/ground"), help="output folder")
+    parser.add_argument(
+        "--bg-thresh", type=_unit_interval, help="background threshold (default: the preset's)"
+    )
+    parser.add_argument("--context", action="store_true", help="also read each phrase in its caption")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    args = parser.parse_args(argv)
+    if (args.caption is None) == (args.captions is None):
+        parser.error("give either --caption (with images) or --captions FILE.jsonl")
+    if args.caption is not None and not args.images:
+        parser.error("--caption needs at least one image or folder")
+    if args.captions is not None and args.images:
+        parser.error("--captions names the images itself; give no image arguments with it")
+    return args
+
+
+def collect_pairs(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """(image, caption) for every image to ground."""
+    if args.captions is None:
+        images: list[Path] = []
+        for path in args.images:
+            if path.is_dir():
+                inside = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+                if not inside:
+                    raise InputError(f"no images in folder {path}")
+                images.extend(inside)
+            elif path.is_file():
+                images.append(path)
+            else:
+                raise InputError(f"image not found: {path}")
+        return [(image, args.caption) for image in images]
+    if not args.captions.is_file():
+        raise InputError(f"captions file not found: {args.captions}")
+    pairs = []
+    for number, line in enumerate(args.captions.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            image, caption = record["image"], record["caption"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise InputError(
+                f'{args.captions}:{number}: expected {{"image": ..., "caption": ...}}, got {line[:80]!r}'
+            ) from None
+        pairs.append((args.captions.parent / image, caption))
+    if not pairs:
+        raise InputError(f"{args.captions} holds no image-caption pair")
+    return pairs
+
+
+def write_outputs(out: Path, stem: str, image: Image.Image, caption: str, result) -> dict:
+    """The picture, the phrase masks and the JSON of one image; returns the JSON record."""
+    from groupvit.visualization.grounding import draw_grounding
+
+    labels = result.labels.numpy()
+    spans = [p.span for p in result.phrases]
+    empty = [not bool(p.mask.any()) for p in result.phrases]
+    draw_grounding(np.asarray(image), labels, caption, spans, empty).save(out / f"{stem}_grounding.png")
+    phrases = []
+    for index, phrase in enumerate(result.phrases, 1):
+        mask_name = f"{stem}_phrase{index}.png"
+        Image.fromarray(phrase.mask.numpy().astype(np.uint8) * 255, "L").save(out / mask_name)
+        share = float(phrase.mask.float().mean())
+        phrases.append(
+            {"text": phrase.text, "span": list(phrase.span), "score": round(phrase.score, 4),
+             "pixel_share": round(share, 4), "mask": mask_name}
+        )  # fmt: skip
+    record = {"caption": caption, "phrases": phrases}
+    (out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return record
+
+
+@report_input_errors("groupvit-ground")
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from groupvit.cli.models import load_model
+    from groupvit.grounding import PhraseGrounder
+    from groupvit.preprocess import load_image
+
+    pairs = collect_pairs(args)
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out} is a file, not a folder")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {args.device}: CUDA is not available here (use --device cpu)")
+    model = load_model(args.checkpoint, args.model, args.device)
+    grounder = PhraseGrounder(model, bg_thresh=args.bg_thresh, context=args.context)
+    print(f"{grounder} on {len(pairs)} image(s)", file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stems: set[str] = set()
+    skipped = 0
+    for path, caption in pairs:
+        try:
+            image = load_image(path)
+            result = grounder.ground(image, caption)
+        except InputError as e:  # one unreadable image or empty caption must not stop the others
+            print(f"groupvit-ground: skipping {path}: {e}", file=sys.stderr)
+            skipped += 1
+            continue
+        stem, n = path.stem, 2
+        while stem in stems:
+            stem, n = f"{path.stem}_{n}", n + 1
+        stems.add(stem)
+        record = write_outputs(args.out, stem, image, caption, result)
+        found = ", ".join(f"{p['text']!r} {p['pixel_share']:.0%}" for p in record["phrases"])
+        print(
+            f"{path}: {found or f'the caption {caption!r} has no noun phrase: nothing grounded'}",
+            file=sys.stderr,
+        )
+    print(
+        f"grounded {len(pairs) - skipped} image(s), skipped {skipped}; outputs in {args.out}", file=sys.stderr
+    )
+    return 1 if skipped == len(pairs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
