@@ -85,6 +85,9 @@ class InferenceConfig:
 
     short_side: int = 448  # images are resized to this short side (the paper: twice the 224 training size)
     bg_thresh: float = 0.95  # default background threshold for a free vocabulary (VOC / COCO-Object value)
+    # phrase grounding: a group whose cosine similarity with every phrase is below this is background
+    # (-1: off). Cosines depend on the trained model, so each preset's value is chosen for its weights
+    min_similarity: float = -1.0
 
     def __post_init__(self) -> None:
         if self.short_side < 1 or not 0.0 <= self.bg_thresh <= 1.0:

@@ -24,7 +24,13 @@ from groupvit.phrases import NounPhrase, parse_prompt
 from groupvit.preprocess import EvalTransform, ImageInput
 from groupvit.sliding_window import pair, resize_scores, slide_inference
 from groupvit.templates import get_templates
-from groupvit.zero_shot_functional import build_class_embeddings, scores_from_features
+from groupvit.zero_shot_functional import (
+    background_channel,
+    build_class_embeddings,
+    group_class_affinity,
+    resize_group_ids,
+    stage_group_maps,
+)
 
 __all__ = ["GroundedPhrase", "GroundingResult", "PhraseGrounder"]
 
@@ -62,6 +68,10 @@ class PhraseGrounder:
             phrase's end (the EOT token then summarises the words before the phrase, phrase last).
         mode: ``"whole"`` (one forward over the resized image) or ``"slide"`` (windows of
             ``short_side``, stride half of it; for images much larger than the evaluation size).
+        min_similarity: a group whose cosine similarity with every phrase is below it is
+            background, whatever the softmax over the caption's few phrases says (GLIP scores each
+            phrase on its own for the same reason); default the preset's
+            ``config.inference.min_similarity`` (-1: off, the zero-shot protocol).
 
     Phrases that share their words ("a ball ... the ball") are one query: they get the same mask
     and score, and ``labels`` uses the first of them.
@@ -77,6 +87,7 @@ class PhraseGrounder:
         short_side: int | None = None,
         context: bool = False,
         mode: str = "whole",
+        min_similarity: float | None = None,
     ) -> None:
         inference = model.config.inference
         self.bg_thresh = float(inference.bg_thresh if bg_thresh is None else bg_thresh)
@@ -87,6 +98,7 @@ class PhraseGrounder:
         if mode not in ("whole", "slide"):
             raise InputError(f"mode must be 'whole' or 'slide', got {mode!r}")
         self.model, self.top_k, self.context, self.mode = model, top_k, context, mode
+        self.min_similarity = float(inference.min_similarity if min_similarity is None else min_similarity)
         self.templates = get_templates(templates)
         self.transform = EvalTransform(inference.short_side if short_side is None else short_side)
         self._tokenizer = tokenizer
@@ -172,24 +184,39 @@ class PhraseGrounder:
         return embeds
 
     def _scores(self, pixels: Tensor, embeds: Tensor) -> Tensor:
-        """Zero-shot scores [1, U + 1, h, w] of the phrases, background at channel 0."""
-        scale = self.model.logit_scale_value()
-
-        def score(window: Tensor) -> Tensor:
-            features = self.model.forward_segmentation(window)
-            size = (window.shape[-2], window.shape[-1])
-            return scores_from_features(
-                features, embeds, scale, size, background=True, bg_thresh=self.bg_thresh, top_k=self.top_k
-            )
-
+        """Scores [1, U + 1, h, w] of the phrases, background at channel 0."""
         if self.mode == "whole":
-            return score(pixels)
+            return self._window_scores(pixels, embeds)
         side = pair(self.transform.short_side, "short_side")
         stride = pair(max(1, self.transform.short_side // 2), "stride")
-        return slide_inference(score, pixels, side, stride, embeds.shape[0] + 1)
+        return slide_inference(
+            lambda window: self._window_scores(window, embeds), pixels, side, stride, embeds.shape[0] + 1
+        )
+
+    def _window_scores(self, pixels: Tensor, embeds: Tensor) -> Tensor:
+        """[B, 3, h, w] -> [B, U + 1, h, w]: the zero-shot protocol's group rows, plus the similarity
+        gate, given to every pixel of the group."""
+        features = self.model.forward_segmentation(pixels)
+        groups = F.normalize(features.group_embeds, dim=-1)  # [B, G, D]
+        image = F.normalize(features.image_embeds, dim=-1)
+        affinity = group_class_affinity(groups, image, embeds, self.model.logit_scale_value(), self.top_k)
+        background = background_channel(affinity.transpose(1, 2)[..., None], affinity, self.bg_thresh)[:, 0]
+        weak = (groups @ embeds.t()).amax(dim=-1, keepdim=True) < self.min_similarity  # [B, G, 1]
+        rows = torch.cat([background, affinity], dim=-1).masked_fill(weak, 0.0)  # [B, G, U + 1]
+        rows[..., :1] = rows[..., :1].masked_fill(weak, 1.0)
+        group_map = stage_group_maps(features.assignments)[-1]
+        ids = resize_group_ids(
+            group_map, features.grid_size, (pixels.shape[-2], pixels.shape[-1])
+        )  # [B, h, w]
+        return (
+            torch.gather(rows, 1, ids.flatten(1)[..., None].expand(-1, -1, rows.shape[-1]))
+            .view(*ids.shape, rows.shape[-1])
+            .permute(0, 3, 1, 2)
+        )
 
     def __repr__(self) -> str:
         return (
             f"PhraseGrounder(templates={len(self.templates)}, bg_thresh={self.bg_thresh}, top_k={self.top_k}, "
-            f"short_side={self.transform.short_side}, context={self.context}, mode={self.mode!r})"
+            f"short_side={self.transform.short_side}, context={self.context}, mode={self.mode!r}, "
+            f"min_similarity={self.min_similarity})"
         )

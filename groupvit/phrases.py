@@ -24,8 +24,8 @@ __all__ = ["NounPhrase", "class_list_prompt", "extract_noun_phrases", "parse_pro
 # list, "A dog chases a red ball." is a caption.
 MAX_CLASS_WORDS = 4
 
-# Determiner / possessive, then numbers, adjectives and participles ("dining", "potted"), then nouns.
-_GRAMMAR = r"NP: {<DT|PRP\$>?<CD|JJ.*|VBN|VBG>*<NN.*>+}"
+# Determiner / possessive, then numbers, adjectives and participles ("potted plant"), then nouns.
+_GRAMMAR = r"NP: {<DT|PRP\$>?<CD|JJ.*>*<VBN>?<NN.*>+}"
 _LEADING_TAGS = ("DT", "PRP$", "CD")  # dropped from the text fed to the encoder ("two balls" -> "balls")
 
 _DETERMINERS = frozenset(
