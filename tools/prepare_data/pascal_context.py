@@ -74,12 +74,13 @@ def convert_label_map(full_labels: np.ndarray, table: np.ndarray | None = None) 
 def load_mat_labels(path: Path) -> np.ndarray:
     """The ``LabelMap`` of one annotation file; :class:`InputError` naming the file otherwise."""
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     try:
         return np.asarray(loadmat(path)["LabelMap"])
     except KeyError:
         raise InputError(f"{path} holds no 'LabelMap' (not a PASCAL Context annotation)") from None
-    except (OSError, ValueError, TypeError) as e:  # scipy's words for a file that is not a .mat
+    except (MatReadError, OSError, ValueError, TypeError) as e:  # scipy's words for a file that is not a .mat
         raise InputError(f"cannot read {path}: {e}") from None
 
 
