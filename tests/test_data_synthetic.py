@@ -131,8 +131,7 @@ def test_make_synthetic_data(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "flag, value, message",
     [
-        ("--num-train", "-5", "argument --num-train: must be at least 1, got -5"),
-        ("--num-train", "0", "argument --num-train: must be at least 1, got 0"),
+        ("--num-train", "-5", "argument --num-train: must be at least 0, got -5"),
         ("--num-val", "-1", "argument --num-val: must be at least 0, got -1"),
         ("--size", "-64", "argument --size: must be at least 16, got -64"),
         ("--size", "8", "argument --size: must be at least 16, got 8"),
@@ -161,6 +160,15 @@ def test_make_synthetic_data_out_is_a_file(tmp_path: Path, capsys: pytest.Captur
         make_synthetic_data.main(["--out", str(out), "--num-train", "2", "--num-val", "1"])
     assert f"make_synthetic_data.py: error: --out {out} is a file, not a folder\n" in capsys.readouterr().err
     assert out.read_text() == "keep me"
+
+
+def test_make_synthetic_data_val_only(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "syn"  # what `make demo` writes: no training pairs
+    assert make_synthetic_data.main(["--out", str(out), "--num-train", "0", "--num-val", "2"]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["train_shards"] is None and not any((out / "train_shards").iterdir())
+    assert len(list((out / "val" / "img_dir" / "val").iterdir())) == 2
+    assert "shards: none" in capsys.readouterr().out
 
 
 def test_make_synthetic_data_smallest_values(tmp_path: Path) -> None:

@@ -107,8 +107,8 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_train(out: Path, num: int, seed: int, size: int, shard_size: int, workers: int) -> str:
-    """Write the folder (jsonl + csv) and the shards; return the shard brace pattern."""
+def write_train(out: Path, num: int, seed: int, size: int, shard_size: int, workers: int) -> str | None:
+    """Write the folder (jsonl + csv) and the shards; return the shard brace pattern (None: no pairs)."""
     import csv
 
     image_dir = out / "train" / "images"
@@ -136,8 +136,9 @@ def write_train(out: Path, num: int, seed: int, size: int, shard_size: int, work
             _add_member(tar, f"{key}.jpg", data)
             _add_member(tar, f"{key}.txt", caption.encode("utf-8"))
             _add_member(tar, f"{key}.json", json.dumps({"key": key, "caption": caption}).encode("utf-8"))
-    if tar is not None:
-        tar.close()
+    if tar is None:
+        return None
+    tar.close()
     return str(shard_dir / f"synthetic-{{000000..{num_shards - 1:06d}}}.tar")
 
 
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make_synthetic_data.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument(
-        "--num-train", type=_at_least(1), default=20000, help="training image-caption pairs (>= 1)"
+        "--num-train", type=_at_least(0), default=20000, help="training image-caption pairs (>= 0)"
     )
     parser.add_argument("--num-val", type=_at_least(0), default=500, help="segmentation val images (>= 0)")
     parser.add_argument(
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {args.num_train} train pairs and {args.num_val} val images to {args.out} "
         f"in {time.perf_counter() - start:.1f} s"
     )
-    print(f"shards: {pattern}")
+    print(f"shards: {pattern or 'none'}")
     return 0
 
 
