@@ -277,8 +277,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def check_images(paths: Sequence[Path]) -> tuple[list[Path], list[UnreadableImage]]:
-    """Split ``paths`` into files whose header parses and those that are not images at all, before
-    the model loads; a file that none of the images passes raises the first one's error."""
+    """Split ``paths``, before the model loads, into files whose header parses and files that are
+    not images at all; when no file is an image, the first one's error is raised."""
     readable: list[Path] = []
     unreadable: list[UnreadableImage] = []
     for path in paths:
@@ -377,6 +377,7 @@ def run(args: argparse.Namespace) -> tuple[int, int]:
     paths, unreadable = check_images(collect_images(args.images))
     for error in unreadable:
         print(f"skipping {error.path}: {error.reason}", file=sys.stderr)
+    skipped = len(unreadable)
     segmenter, short_side = build_segmenter(args)
     patch = segmenter.model.config.vision.patch_size
     wants_groups = bool(GROUP_MODES.intersection(args.vis))
@@ -388,13 +389,13 @@ def run(args: argparse.Namespace) -> tuple[int, int]:
             image = load_image(path)
         except UnreadableImage as e:
             tqdm.write(f"skipping {e.path}: {e.reason}", file=sys.stderr)
-            unreadable.append(e)
+            skipped += 1
             continue
         whole_side = whole_image_side((image.height, image.width), short_side, patch)
         if whole_side == 0 and (wants_groups or args.mode == "whole"):
             reason = f"{image.width}x{image.height} is too elongated for a whole-image pass"
             tqdm.write(f"skipping {path}: {reason} (over {MAX_WHOLE_TOKENS} patch tokens)", file=sys.stderr)
-            unreadable.append(UnreadableImage(path, reason))
+            skipped += 1
             continue
         pixels = preprocess(image, short_side).to(args.device)
         whole = pixels
@@ -415,7 +416,7 @@ def run(args: argparse.Namespace) -> tuple[int, int]:
         for name, picture in pictures.items():
             picture.save(args.out / f"{stem}_{name}.png")
         drawn += 1
-    return drawn, len(unreadable)
+    return drawn, skipped
 
 
 @report_input_errors("demo.py")
