@@ -67,21 +67,24 @@ def test_captions_need_noun_extraction() -> None:
 
 def test_make_synthetic_data(tmp_path: Path) -> None:
     out = tmp_path / "syn"
-    make_synthetic_data.main(
-        [
-            "--out",
-            str(out),
-            "--num-train",
-            "23",
-            "--num-val",
-            "4",
-            "--size",
-            "48",
-            "--shard-size",
-            "10",
-            "--seed",
-            "3",
-        ]
+    assert (
+        make_synthetic_data.main(
+            [
+                "--out",
+                str(out),
+                "--num-train",
+                "23",
+                "--num-val",
+                "4",
+                "--size",
+                "48",
+                "--shard-size",
+                "10",
+                "--seed",
+                "3",
+            ]
+        )
+        == 0
     )
     meta = json.loads((out / "meta.json").read_text())
     assert meta["classes"] == list(CLASSES) and len(meta["palette"]) == len(CLASSES)
@@ -123,6 +126,61 @@ def test_make_synthetic_data(tmp_path: Path) -> None:
     )
     first = (out / "train" / "images" / "000000002.jpg").read_bytes()
     assert first == (out2 / "train" / "images" / "000000002.jpg").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--num-train", "-5", "argument --num-train: must be at least 0, got -5"),
+        ("--num-val", "-1", "argument --num-val: must be at least 0, got -1"),
+        ("--size", "-64", "argument --size: must be at least 16, got -64"),
+        ("--size", "8", "argument --size: must be at least 16, got 8"),
+        ("--shard-size", "0", "argument --shard-size: must be at least 1, got 0"),
+        ("--workers", "0", "argument --workers: must be at least 1, got 0"),
+        ("--seed", "-1", "argument --seed: must be at least 0, got -1"),
+        ("--num-val", "ten", "argument --num-val: not an integer: 'ten'"),
+    ],
+)
+def test_make_synthetic_data_refuses_bad_numbers(
+    flag: str, value: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "syn"
+    with pytest.raises(SystemExit) as exit_info:
+        make_synthetic_data.main(["--out", str(out), "--num-train", "2", "--num-val", "1", flag, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f"make_synthetic_data.py: error: {message}\n") and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_make_synthetic_data_out_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "syn"
+    out.write_text("keep me")
+    with pytest.raises(SystemExit):
+        make_synthetic_data.main(["--out", str(out), "--num-train", "2", "--num-val", "1"])
+    assert f"make_synthetic_data.py: error: --out {out} is a file, not a folder\n" in capsys.readouterr().err
+    assert out.read_text() == "keep me"
+
+
+def test_make_synthetic_data_val_only(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "syn"  # what `make demo` writes: no training pairs
+    assert make_synthetic_data.main(["--out", str(out), "--num-train", "0", "--num-val", "2"]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["train_shards"] is None and not any((out / "train_shards").iterdir())
+    assert len(list((out / "val" / "img_dir" / "val").iterdir())) == 2
+    assert "shards: none" in capsys.readouterr().out
+
+
+def test_make_synthetic_data_smallest_values(tmp_path: Path) -> None:
+    out = tmp_path / "syn"
+    argv = ["--out", str(out), "--num-train", "1", "--num-val", "0", "--size", "16", "--shard-size", "1"]
+    assert make_synthetic_data.main(argv) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["train_shards"].endswith("synthetic-{000000..000000}.tar") and meta["num_val"] == 0
+    assert [p.name for p in (out / "train_shards").iterdir()] == ["synthetic-000000.tar"]
+    assert not any((out / "val" / "img_dir" / "val").iterdir())
+    with Image.open(out / "train" / "images" / "000000000.jpg") as image:
+        assert image.size == (16, 16)
 
 
 @pytest.mark.parametrize("size", [32, 96])

@@ -1,14 +1,19 @@
 """tools/demo.py: the command line end to end (tiny random model) and its error messages."""
 
 import importlib.util
+import io
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+import groupvit
 from groupvit.class_names import VOC_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,39 +83,231 @@ def test_folder_input_and_default_modes(images: Path, tmp_path: Path) -> None:
     )
 
 
+TINY = ["--vocab", "cat", "--model", "groupvit_tiny", "--random-init", "--device", "cpu"]
+
+
+def _one_error_line(err: str, prog: str = "demo.py") -> str:
+    """The error line of a run that stopped on bad input: no traceback, nothing but that line."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith(f"{prog}: error: "), err
+    return lines[0]
+
+
 def test_unreadable_image_is_named(images: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     bad = images / "broken.png"
     bad.write_bytes(b"this is not a png")
-    code = demo.main(
-        [str(bad), "--vocab", "cat", "--model", "groupvit_tiny", "--random-init", "--out", str(tmp_path)]
-    )
-    assert code == 1
-    assert f"cannot read image {bad}" in capsys.readouterr().err
+    out = tmp_path / "out"
+    assert demo.main([str(bad), *TINY, "--out", str(out)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert line == f"demo.py: error: cannot read image {bad}: cannot identify image file '{bad}'"
+    assert not out.exists()  # stopped before the model was built
 
 
 def test_missing_image_path(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code = demo.main([str(tmp_path / "nope.jpg"), "--vocab", "cat", "--random-init", "--out", str(tmp_path)])
-    assert code == 1 and "image not found" in capsys.readouterr().err
+    assert demo.main([str(tmp_path / "nope.jpg"), *TINY, "--out", str(tmp_path)]) == 2
+    assert (
+        _one_error_line(capsys.readouterr().err)
+        == f"demo.py: error: image not found: {tmp_path / 'nope.jpg'}"
+    )
+
+
+def _truncated_jpeg(path: Path) -> Path:
+    noise = np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, format="JPEG")
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    return path
+
+
+def test_truncated_and_broken_images_are_skipped_and_the_run_goes_on(
+    images: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    truncated = _truncated_jpeg(images / "a_truncated.jpg")  # sorted first: the images after it still run
+    with Image.open(truncated) as header:
+        assert header.size == (96, 64)  # the header alone parses
+    (images / "b_broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    assert demo.main([str(images), *TINY, "--vis", "input_pred_label", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"skipping {images / 'b_broken.png'}: cannot identify image file" in err
+    assert re.search(
+        rf"skipping {re.escape(str(truncated))}: image file is truncated \(\d+ bytes not processed\)", err
+    )
+    assert f"pictures of 2 images written to {out}; 2 skipped (named above)" in err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "noise_input_pred_label.png",
+        "scene_input_pred_label.png",
+    ]
+
+
+@pytest.mark.parametrize("kind", ["zero-byte", "text", "empty dict", "foreign dict"])
+def test_bad_checkpoint_file_is_one_line(
+    kind: str, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    checkpoint = tmp_path / "weights.pth"
+    if kind == "zero-byte":
+        checkpoint.write_bytes(b"")
+    elif kind == "text":
+        checkpoint.write_text("these are not weights\n")
+    else:
+        torch.save({} if kind == "empty dict" else {"head.weight": torch.zeros(2)}, checkpoint)
+    argv = [str(images), "--vocab", "cat", "--model", "groupvit_tiny", "--checkpoint", str(checkpoint)]
+    out = tmp_path / "out"
+    assert demo.main([*argv, "--device", "cpu", "--out", str(out)]) == 2
+    assert str(checkpoint) in _one_error_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_checkpoint_of_another_preset_is_one_line(
+    images: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    checkpoint = tmp_path / "tiny.pth"
+    torch.save(groupvit.create_model("groupvit_tiny").state_dict(), checkpoint)
+    argv = [
+        str(images),
+        "--vocab",
+        "cat",
+        "--model",
+        "groupvit_tiny_synthetic",
+        "--checkpoint",
+        str(checkpoint),
+    ]
+    assert demo.main([*argv, "--device", "cpu", "--out", str(tmp_path / "out")]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert str(checkpoint) in line and "does not fit model 'groupvit_tiny_synthetic'" in line
+
+
+def test_elongated_image_groups_at_a_smaller_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture, one_thread: None
+) -> None:
+    # 4000 x 50 at short side 64 is 8 x 640 = 5,120 patch tokens: over the whole-image limit
+    path = tmp_path / "strip.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (50, 4000, 3), dtype=np.uint8)).save(path)
+    out = tmp_path / "out"
+    start = time.perf_counter()
+    argv = [str(path), *TINY, "--short-side", "64", "--vis", "input_pred_label", "all_groups"]
+    assert demo.main([*argv, "--out", str(out)]) == 0
+    assert time.perf_counter() - start < 30  # 2-3 s on one core; uncapped the groups pass grows quadratically
+    err = capsys.readouterr().err
+    assert (
+        f"{path}: groups computed at short side 58, not 64 (a whole-image pass is limited to 4096 patch tokens)"
+        in err
+    )
+    for name in ("input_pred_label", "stage1", "stage2"):
+        with Image.open(out / f"strip_{name}.png") as picture:
+            assert picture.size == (4000, 50)
+
+
+def test_whole_image_side() -> None:
+    assert demo.MAX_WHOLE_TOKENS == 4096
+    assert demo.whole_image_side((480, 640), 448, 16) == 448  # 28 x 37 tokens: unchanged
+    # 58 x 4640 px is 7 x 580 = 4,060 tokens; 59 px would be 7 x 590 = 4,130
+    assert demo.whole_image_side((50, 4000), 448, 8) == 58
+    assert demo.whole_image_side((50, 4000), 64, 8) == 58
+    assert demo.whole_image_side((10, 100_000), 64, 8) == 0  # one patch row is 10,000 tokens
+
+
+def test_far_too_elongated_image_is_skipped(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "line.png"
+    Image.new("RGB", (40_000, 4), (90, 120, 30)).save(path)
+    (tmp_path / "out").mkdir()
+    assert (
+        demo.main(
+            [str(path), *TINY, "--short-side", "8", "--vis", "all_groups", "--out", str(tmp_path / "out")]
+        )
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert f"skipping {path}: 40000x4 is too elongated for a whole-image pass (over 4096 patch tokens)" in err
+    assert not any((tmp_path / "out").iterdir())
+
+
+def test_image_modes_become_rgb(tmp_path: Path) -> None:
+    ramp = (np.arange(8 * 16).reshape(8, 16) * 512).astype(np.uint16)  # 0 .. 65024
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as opened:
+        assert opened.mode == "I;16"
+    grey = np.asarray(demo.load_image(tmp_path / "deep.png"))
+    assert grey.shape == (8, 16, 3) and (grey[..., 0] == grey[..., 2]).all()
+    assert grey[..., 0].tolist() == np.rint(ramp / 257.0).astype(np.uint8).tolist()  # scaled, not clipped
+    assert grey.max() == 253 and len(np.unique(grey)) == 128
+
+    rgba = np.zeros((4, 4, 4), dtype=np.uint8)
+    rgba[..., 0] = 200
+    rgba[:2, :, 3] = 255  # top half opaque red, bottom half transparent
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    pixels = np.asarray(demo.load_image(tmp_path / "alpha.png"))
+    assert pixels[0, 0].tolist() == [200, 0, 0] and pixels[3, 3].tolist() == [255, 255, 255]
+
+    Image.fromarray(np.stack([np.full((4, 4), 50, np.uint8), rgba[..., 3]], -1), "LA").save(
+        tmp_path / "la.png"
+    )
+    pixels = np.asarray(demo.load_image(tmp_path / "la.png"))
+    assert pixels[0, 0].tolist() == [50, 50, 50] and pixels[3, 3].tolist() == [255, 255, 255]
+
+    palette = Image.new("P", (4, 4), 1)
+    palette.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+    palette.save(tmp_path / "palette.png")
+    assert np.asarray(demo.load_image(tmp_path / "palette.png"))[0, 0].tolist() == [10, 200, 30]
+
+    Image.new("CMYK", (4, 4), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
+    red = np.asarray(demo.load_image(tmp_path / "cmyk.jpg"))[0, 0]
+    assert red[0] > 240 and red[1] < 15 and red[2] < 15
 
 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--vocab", " , ,", "--random-init"], "empty vocabulary"),
-        (["--vocab", "background", "--random-init"], "empty vocabulary"),
-        (["--random-init"], "--vocab and/or"),
-        (["--vocab", "cat"], "--checkpoint is required"),
+        (["--vocab", " , ,", "--random-init"], "empty vocabulary: --vocab ' , ,' holds no class name"),
+        (["--vocab", "background", "--random-init"], "empty vocabulary: no class name besides 'background'"),
+        (["--random-init"], "give a vocabulary with --vocab and/or a class list with --dataset"),
+        (["--vocab", "cat"], "--checkpoint is required (or pass --random-init to try the pipeline without weights)"),
+        (["--vocab", "cat", "--checkpoint", "missing/weights.pth"], "checkpoint not found: missing/weights.pth"),
+        (["--vocab", "cat", "--random-init", "--bg-thresh", "2"], "argument --bg-thresh: must be a number in [0, 1], got 2"),
+        (["--vocab", "cat", "--random-init", "--bg-thresh", "-0.1"], "argument --bg-thresh: must be a number in [0, 1], got -0.1"),
+        (["--vocab", "cat", "--random-init", "--bg-thresh", "nan"], "argument --bg-thresh: must be a number in [0, 1], got nan"),
+        (["--vocab", "cat", "--random-init", "--bg-thresh", "high"], "argument --bg-thresh: not a number: 'high'"),
         (
-            ["--vocab", "cat", "--checkpoint", "missing/weights.pth"],
-            "checkpoint not found: missing/weights.pth",
+            ["--vocab", "cat", "--random-init", "--no-background", "--bg-thresh", "0.5"],
+            "--bg-thresh has no effect with --no-background",
         ),
+        (["--vocab", "cat", "--random-init", "--model", "groupvit_tiny", "--short-side", "-5"],
+         "--short-side -5: must be at least groupvit_tiny's patch size, 8 px"),
+        (["--vocab", "cat", "--random-init", "--model", "groupvit_tiny", "--short-side", "0"],
+         "--short-side 0: must be at least groupvit_tiny's patch size, 8 px"),
+        (["--vocab", "cat", "--random-init", "--model", "groupvit_tiny", "--short-side", "4"],
+         "--short-side 4: must be at least groupvit_tiny's patch size, 8 px"),
+        (["--vocab", "cat", "--random-init", "--short-side", "8"], "--short-side 8: must be at least groupvit_s's patch size, 16 px"),
+        (
+            ["--vocab", "cat", "--random-init", "--templates", "fancy"],
+            "argument --templates: invalid choice: 'fancy' (choose from 'imagenet', 'simple', 'subset')",
+        ),
+        (["--vocab", "cat", "--random-init", "--model", "groupvit_xl"], "argument --model: invalid choice: 'groupvit_xl'"),
+        (["--vocab", "cat", "--random-init", "--device", "gpu0"], "--device gpu0: not a device (use cpu or cuda)"),
     ],
-)
+)  # fmt: skip
 def test_usage_errors(extra: list[str], message: str, images: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_info:
         demo.parse_args([str(images), *extra])
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("usage: demo.py") and f"demo.py: error: {message}" in err and "Traceback" not in err
+
+
+def test_out_must_not_be_a_file(images: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    picture = images / "scene.png"
+    before = picture.read_bytes()
+    for out, message in (
+        (picture, f"--out {picture} is a file, not a folder"),
+        (picture / "sub", f"--out {picture / 'sub'}: {picture} is a file, not a folder"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            demo.parse_args([str(images), *TINY, "--out", str(out)])
+        assert exit_info.value.code == 2
+        assert f"demo.py: error: {message}\n" in capsys.readouterr().err
+    assert picture.read_bytes() == before
 
 
 def test_vocabulary_adds_to_or_replaces_dataset() -> None:

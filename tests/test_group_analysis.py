@@ -137,9 +137,9 @@ def test_tool_names_a_missing_label_map(val_dir: Path, tmp_path: Path, capsys: p
     ann.mkdir()
     argv = [str(val_dir / "img"), "--ann-dir", str(ann), "--dataset", "synthetic"]
     argv += ["--model", "groupvit_tiny_synthetic", "--checkpoint", str(CHECKPOINT), "--device", "cpu"]
-    assert tool.main(argv) == 1
+    assert tool.main(argv) == 2
     err = capsys.readouterr().err
-    assert "12 label maps are missing" in err and "000.png" in err
+    assert err == f"analyze_groups.py: error: 12 label maps are missing, e.g. {ann / '000.png'}\n"
 
 
 def test_tool_names_a_mis_sized_or_unreadable_label_map(
@@ -153,9 +153,50 @@ def test_tool_names_a_mis_sized_or_unreadable_label_map(
     argv += ["--checkpoint", str(CHECKPOINT), "--device", "cpu"]
     Image.fromarray(np.zeros((32, 48), dtype=np.uint8)).save(ann / "000.png")
     (ann / "001.png").write_bytes(b"not a png")
-    assert tool.main(argv) == 1
-    assert "000.png is 48x32, its image 64x64" in capsys.readouterr().err
-    Image.fromarray(np.zeros((64, 64), dtype=np.uint8)).save(ann / "000.png")
-    assert tool.main(argv) == 1
+    assert tool.main(argv) == 2
     err = capsys.readouterr().err
-    assert "cannot read label map" in err and "001.png" in err
+    assert err.endswith(f"analyze_groups.py: error: {ann / '000.png'} is 48x32, its image 64x64\n")
+    Image.fromarray(np.zeros((64, 64), dtype=np.uint8)).save(ann / "000.png")
+    assert tool.main(argv) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"analyze_groups.py: error: cannot read label map {ann / '001.png'}: cannot identify image file"
+        in err
+    )
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("limit, scored", [(5, 5), (12, 12), (100, 12)])
+def test_tool_scores_exactly_max_images(
+    limit: int, scored: int, val_dir: Path, tmp_path: Path, one_thread: None
+) -> None:
+    tool = _load_tool()
+    out = tmp_path / "groups.json"
+    argv = [str(val_dir / "img"), "--ann-dir", str(val_dir / "ann"), "--dataset", "synthetic"]
+    argv += ["--model", "groupvit_tiny_synthetic", "--checkpoint", str(CHECKPOINT), "--device", "cpu"]
+    assert tool.main(argv + ["--max-images", str(limit), "--short-side", "64", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["images"] == scored
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--max-images", "-1"], "argument --max-images: must be at least 1, got -1"),
+        (["--max-images", "0"], "argument --max-images: must be at least 1, got 0"),
+        (["--max-images", "many"], "argument --max-images: not an integer: 'many'"),
+        (["--bg-thresh", "1.5"], "argument --bg-thresh: must be a number in [0, 1], got 1.5"),
+    ],
+)
+def test_tool_usage_errors(
+    extra: list[str], message: str, val_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    tool = _load_tool()
+    out = tmp_path / "groups.json"
+    argv = [str(val_dir / "img"), "--ann-dir", str(val_dir / "ann"), "--dataset", "synthetic"]
+    argv += ["--checkpoint", str(CHECKPOINT), "--json", str(out), *extra]
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"analyze_groups.py: error: {message}\n" in err and "Traceback" not in err
+    assert not out.exists()

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from groupvit.class_names import COCO_OBJECT_CLASSES, CONTEXT_CLASSES, DATASET_CLASS_RENAMES
+from groupvit.errors import InputError
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools" / "prepare_data"
 
@@ -124,10 +125,57 @@ def test_coco_object_converter_on_hand_made_annotations(tmp_path: Path) -> None:
     assert not np.array(Image.open(out / "000000000003_instanceTrainIds.png")).any()
 
 
-def test_coco_object_converter_errors(tmp_path: Path) -> None:
+def test_coco_object_converter_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert coco_object.main([str(tmp_path)]) == 2  # no annotation file
-    with pytest.raises(ValueError, match="not among the 80 COCO-Object classes"):
+    missing = tmp_path / "annotations" / "instances_val2017.json"
+    assert capsys.readouterr().err.startswith(f"coco_object.py: error: {missing} not found; unpack")
+    with pytest.raises(InputError, match="not among the 80 COCO-Object classes"):
         coco_object.category_labels([{"id": 1, "name": "unicorn"}], COCO_OBJECT_CLASSES)
+
+
+def _broken(annotation: dict, drop: str | None = None, **changes) -> str:
+    broken = {key: value for key, value in annotation.items() if key != drop}
+    return json.dumps({**broken, **changes})
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("truncated", "is not valid JSON: Expecting value: line 1 column 13 (char 12)"),
+        ("list", "holds a JSON list, not a COCO annotation object"),
+        ("no categories", "has no 'categories' list (not COCO instances)"),
+        ("no annotations", "has no 'annotations' list (not COCO instances)"),
+        ("no image_id", ": an entry lacks the field 'image_id'"),
+        ("unknown category", ": annotation 10 has category 7, not in 'categories'"),
+        ("unicorn", ": categories not among the 80 COCO-Object classes: ['unicorn']"),
+        ("bad polygon size", ": image 1: annotation 10 has size (3, 3), image 1 (8, 10)"),
+    ],
+)
+def test_coco_object_bad_annotation_file(
+    case: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path = _tiny_coco(tmp_path)
+    good = json.loads(path.read_text())
+    first = {**good["annotations"][0]}
+    text = {
+        "truncated": '{"images": [',
+        "list": json.dumps([good]),
+        "no categories": _broken(good, "categories"),
+        "no annotations": _broken(good, "annotations"),
+        "no image_id": _broken(good, annotations=[{k: v for k, v in first.items() if k != "image_id"}]),
+        "unknown category": _broken(good, annotations=[{**first, "category_id": 7}]),
+        "unicorn": _broken(good, categories=[{"id": 1, "name": "unicorn"}]),
+        "bad polygon size": _broken(
+            good, annotations=[{**first, "segmentation": {"size": [3, 3], "counts": [9]}}]
+        ),
+    }[case]
+    path.write_text(text)
+    assert coco_object.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"coco_object.py: error: {path}{'' if message.startswith(':') else ' '}{message}\n"
+    out = tmp_path / "annotations" / "val2017"
+    if case != "bad polygon size":  # the file is checked before anything is written
+        assert not out.exists()
 
 
 def test_pascal_context_table_and_conversion(tmp_path: Path) -> None:
@@ -166,5 +214,76 @@ def test_pascal_context_table_and_conversion(tmp_path: Path) -> None:
     assert (split / "val.txt").read_text().split() == ["2008_000002"]
 
     (tmp_path / "context" / "labels.txt").write_text("1: accordion\n2: zebra\n")
-    with pytest.raises(ValueError, match="does not match the 59-class id table"):
-        pascal_context.main([str(voc), str(mats)])
+    assert pascal_context.main([str(voc), str(mats)]) == 2
+
+
+def _voc_splits(tmp_path: Path) -> Path:
+    voc = tmp_path / "VOC2010"
+    (voc / "ImageSets" / "Main").mkdir(parents=True)
+    (voc / "ImageSets" / "Main" / "train.txt").write_text("2008_000001\n")
+    (voc / "ImageSets" / "Main" / "val.txt").write_text("2008_000002\n")
+    return voc
+
+
+def test_pascal_context_writes_nothing_without_annotations(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    voc = _voc_splits(tmp_path)
+    split = voc / "ImageSets" / "SegmentationContext"
+    split.mkdir(parents=True)
+    (split / "val.txt").write_text("2008_000002\n")  # an earlier run's split file stays as it was
+    mats = tmp_path / "trainval"
+    mats.mkdir()
+    assert pascal_context.main([str(voc), str(mats)]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"pascal_context.py: error: no PASCAL Context annotations (*.mat) in {mats}\n"
+    )
+    (mats / "2010_009999.mat").write_bytes(b"")  # an annotation of no split image
+    assert pascal_context.main([str(voc), str(mats)]) == 2
+    assert capsys.readouterr().err == (
+        f"pascal_context.py: error: none of the 1 annotations in {mats} is named like an image of "
+        f"{voc / 'ImageSets' / 'Main'}/{{train,val}}.txt\n"
+    )
+    assert not (voc / "SegmentationClassContext").exists()
+    assert (
+        sorted(p.name for p in split.iterdir()) == ["val.txt"]
+        and (split / "val.txt").read_text() == "2008_000002\n"
+    )
+
+
+def test_pascal_context_names_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    voc = _voc_splits(tmp_path)
+    mats = tmp_path / "trainval"
+    assert pascal_context.main([str(voc), str(mats)]) == 2
+    assert capsys.readouterr().err == (
+        f"pascal_context.py: error: {mats} is not a folder (the PASCAL Context annotations)\n"
+    )
+    mats.mkdir()
+    assert pascal_context.main([str(tmp_path), str(mats)]) == 2
+    train = tmp_path / "ImageSets" / "Main" / "train.txt"
+    assert (
+        capsys.readouterr().err == f"pascal_context.py: error: {train} not found (the VOC2010 train split)\n"
+    )
+    assert pascal_context.main([str(voc), str(mats), "--labels", str(tmp_path / "labels.txt")]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"pascal_context.py: error: --labels {tmp_path / 'labels.txt'}: not a file\n"
+    )
+    (mats / "2008_000001.mat").write_text("not a mat file")
+    assert pascal_context.main([str(voc), str(mats)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"pascal_context.py: error: cannot read {mats / '2008_000001.mat'}: ")
+        and err.count("\n") == 1
+    )
+    scipy_io = pytest.importorskip("scipy.io")
+    mat = mats / "2008_000001.mat"
+    scipy_io.savemat(mat, {"Segmentation": np.zeros((2, 2), dtype=np.uint16)})
+    assert pascal_context.main([str(voc), str(mats)]) == 2
+    assert capsys.readouterr().err == (
+        f"pascal_context.py: error: {mat} holds no 'LabelMap' (not a PASCAL Context annotation)\n"
+    )
+    scipy_io.savemat(mat, {"LabelMap": np.full((2, 2), 600, dtype=np.uint16)})
+    assert pascal_context.main([str(voc), str(mats)]) == 2
+    assert capsys.readouterr().err == f"pascal_context.py: error: {mat}: label ids outside 0..459: 600..600\n"

@@ -37,6 +37,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import demo  # noqa: E402  (tools/demo.py: image loading, resizing and the segmenter)
 
+from groupvit.errors import InputError, report_input_errors  # noqa: E402
 from groupvit.group_analysis import (  # noqa: E402
     confusion_matrix,
     group_label_counts,
@@ -54,6 +55,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """This tool's options; every other option (classes, checkpoint, model, threshold, short side,
     device, ...) is ``tools/demo.py``'s, with the same defaults and checks."""
     parser = argparse.ArgumentParser(
+        prog="analyze_groups.py",
         description=__doc__ + "\nAll other options are those of tools/demo.py.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -62,12 +64,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--ann-suffix", default=".png", help="label map suffix (default: .png)")
     parser.add_argument("--ignore-index", type=int, default=255, help="label left out of the scores")
-    parser.add_argument("--max-images", type=int, help="score only the first N images (sorted by path)")
+    parser.add_argument(
+        "--max-images", type=demo.at_least(1), help="score only the first N >= 1 images (default: all)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     ours, rest = parser.parse_known_args(argv)
-    args = demo.parse_args(rest)
+    args = demo.parse_args(rest, prog="analyze_groups.py")
     if args.random_init:
         parser.error("--random-init: random weights have no groups worth analysing; give --checkpoint")
+    if ours.json is not None and ours.json.is_dir():
+        parser.error(f"--json {ours.json} is a folder; give a file name")
     for key, value in vars(ours).items():
         setattr(args, key, value)
     return args
@@ -79,7 +85,7 @@ def load_labels(path: Path) -> torch.Tensor:
         with Image.open(path) as label:
             return torch.from_numpy(np.asarray(label, dtype=np.int64).copy())
     except (OSError, ValueError) as e:
-        raise demo.DemoError(f"cannot read label map {path}: {e}") from None
+        raise InputError(f"cannot read label map {path}: {e}") from None
 
 
 def analyze(args: argparse.Namespace) -> dict:
@@ -87,7 +93,7 @@ def analyze(args: argparse.Namespace) -> dict:
     ann_paths = [args.ann_dir / (path.stem + args.ann_suffix) for path in paths]
     missing = [str(p) for p in ann_paths if not p.is_file()]
     if missing:
-        raise demo.DemoError(f"{len(missing)} label maps are missing, e.g. {missing[0]}")
+        raise InputError(f"{len(missing)} label maps are missing, e.g. {missing[0]}")
     segmenter, short_side = demo.build_segmenter(args)
     model = segmenter.model
     num_classes = len(args.class_names)
@@ -105,9 +111,7 @@ def analyze(args: argparse.Namespace) -> dict:
             image, target = demo.load_image(path), load_labels(ann_path)[None].to(args.device)
             size = tuple(target.shape[-2:])
             if size != (image.height, image.width):
-                raise demo.DemoError(
-                    f"{ann_path} is {size[1]}x{size[0]}, its image {image.width}x{image.height}"
-                )
+                raise InputError(f"{ann_path} is {size[1]}x{size[0]}, its image {image.width}x{image.height}")
             pixels = demo.preprocess(image, short_side).to(args.device)
             features = model.forward_segmentation(pixels)
             input_size = (pixels.shape[-2], pixels.shape[-1])
@@ -177,13 +181,10 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
+@report_input_errors("analyze_groups.py")
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        result = analyze(args)
-    except demo.DemoError as e:
-        print(f"analyze_groups.py: error: {e}", file=sys.stderr)
-        return 1
+    result = analyze(args)
     print(report(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

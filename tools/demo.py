@@ -6,13 +6,18 @@
 Writes ``OUT/<image stem>_<name>.png`` for every picture of every ``--vis`` mode
 (``all_groups`` writes ``_stage1.png``, ``_stage2.png``, ...). ``--vocab`` alone is the
 class list; with ``--dataset`` it is added to that dataset's classes.
+
+An image that cannot be decoded (not an image, truncated) is skipped with a line naming it and
+the run goes on; the exit status is then 1. Very large or elongated images get their groups
+(and a ``--mode whole`` prediction) computed at a smaller size, with a line saying so.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +30,10 @@ import groupvit
 from groupvit.class_names import DATASET_BG_THRESH, DATASET_CLASSES
 from groupvit.data import synthetic
 from groupvit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from groupvit.errors import InputError, report_input_errors
+from groupvit.factory import get_model_config
 from groupvit.sliding_window import resize_scores
+from groupvit.templates import TEMPLATE_SETS
 from groupvit.visualization import GROUP_MODES, MODES, render
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"})
@@ -38,15 +46,52 @@ BG_THRESH: dict[str, float] = {**DATASET_BG_THRESH, "synthetic": 0.95}
 # Inference short side as a multiple of the model's training size: 2 as in the paper (224 -> 448);
 # synthetic: the config's test_size (64 -> 320 px, chosen on a tuning split)
 TEST_SCALE: dict[str, int] = {"synthetic": 5}
+# Patch tokens of one whole-image forward pass (the groups panel, --mode whole). Attention makes its
+# cost quadratic in the tokens: on one CPU thread groupvit_s takes 0.7 s at 784 tokens (448 x 448),
+# 5 s at 3,136 and 16 s at 6,272, so the 62,720 tokens of a 4000 x 50 image at short side 448 would
+# take about half an hour. 4,096 keeps every picture up to 5:1 at 448 px at full size.
+MAX_WHOLE_TOKENS = 4096
+# Greyscale modes with more than 8 bits, scaled into 0..255 rather than clipped by PIL's convert().
+DEEP_GREY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 
 
-class DemoError(Exception):
-    """A problem with the user's input, reported as one line without a traceback."""
+class UnreadableImage(InputError):
+    """An image file that does not decode; the demo skips it, other tools stop on it."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"cannot read image {path}: {reason}")
+        self.path, self.reason = path, reason
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def unit_interval(text: str) -> float:
+    """argparse type: a finite number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # false for nan too
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text}")
+    return value
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """argparse type: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def parse_args(argv: Sequence[str] | None = None, prog: str = "demo.py") -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("images", nargs="+", type=Path, help="image files and/or folders of images")
     parser.add_argument("--vocab", help='comma-separated class names, e.g. "cat,dog,grass"')
@@ -57,24 +102,36 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--random-init", action="store_true", help="run without weights (pipeline check only)"
     )
-    parser.add_argument("--model", default="groupvit_s", help="model preset (default: groupvit_s)")
+    parser.add_argument(
+        "--model",
+        default="groupvit_s",
+        choices=groupvit.list_models(),
+        help="model preset (default: groupvit_s)",
+    )
     parser.add_argument(
         "--vis", nargs="+", default=list(DEFAULT_MODES), choices=MODES, metavar="MODE",
         help=f"pictures to write, any of: {', '.join(MODES)} (default: {' '.join(DEFAULT_MODES)})",
     )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("work_dirs/demo"), help="output folder")
     parser.add_argument(
-        "--bg-thresh", type=float, help="background threshold (default: dataset's, else 0.95)"
+        "--bg-thresh",
+        type=unit_interval,
+        help="background threshold in [0, 1] (default: dataset's, else 0.95)",
     )
     parser.add_argument(
         "--no-background", action="store_true", help="no background class: every pixel gets a name"
     )
-    parser.add_argument("--templates", default="simple", help="prompt templates: simple, subset or imagenet")
+    parser.add_argument(
+        "--templates",
+        default="simple",
+        choices=sorted(TEMPLATE_SETS),
+        help="prompt templates (default: simple)",
+    )
     parser.add_argument(
         "--short-side",
         type=int,
-        help="inference short side (default: twice the training size, 448 for GroupViT-S; "
-        "5 times with --dataset synthetic)",
+        help="inference short side in pixels, at least the model's patch size (default: twice the "
+        "training size, 448 for GroupViT-S; 5 times with --dataset synthetic)",
     )
     parser.add_argument(
         "--mode", choices=("slide", "whole"), default="slide", help="prediction inference mode"
@@ -87,17 +144,40 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--checkpoint is required (or pass --random-init to try the pipeline without weights)")
     if args.checkpoint is not None and args.random_init:
         parser.error("--checkpoint and --random-init are exclusive")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device {args.device}: not a device (use cpu or cuda)")
+    if device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: CUDA is not available here (use --device cpu)")
     if args.vocab is None and args.dataset is None:
         parser.error("give a vocabulary with --vocab and/or a class list with --dataset")
+    if args.bg_thresh is not None and args.no_background:
+        parser.error("--bg-thresh has no effect with --no-background")
+    patch = get_model_config(args.model).vision.patch_size
+    if args.short_side is not None and args.short_side < patch:
+        parser.error(
+            f"--short-side {args.short_side}: must be at least {args.model}'s patch size, {patch} px"
+        )
+    blocker = first_non_folder(args.out)
+    if blocker is not None:
+        where = "" if blocker == args.out else f": {blocker}"
+        parser.error(f"--out {args.out}{where} is a file, not a folder")
     try:
         args.class_names = build_class_names(args.vocab, args.dataset, background=not args.no_background)
-    except DemoError as e:
+    except InputError as e:
         parser.error(str(e))
     if args.checkpoint is not None and not checkpoint_reachable(args.checkpoint):
         parser.error(f"checkpoint not found: {args.checkpoint}")
     return args
+
+
+def first_non_folder(path: Path) -> Path | None:
+    """``path`` or the first of its parents that exists and is not a folder (None if there is none)."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
 
 
 def build_class_names(vocab: str | None, dataset: str | None, background: bool = True) -> list[str]:
@@ -111,7 +191,7 @@ def build_class_names(vocab: str | None, dataset: str | None, background: bool =
     if vocab is not None:
         words = [w.strip() for w in vocab.split(",") if w.strip()]
         if not words:
-            raise DemoError(f"empty vocabulary: --vocab {vocab!r} holds no class name")
+            raise InputError(f"empty vocabulary: --vocab {vocab!r} holds no class name")
         names.extend(words)
     unique: dict[str, str] = {}
     for name in names:
@@ -119,7 +199,7 @@ def build_class_names(vocab: str | None, dataset: str | None, background: bool =
         if key != "background":
             unique.setdefault(key, name)
     if not unique:
-        raise DemoError("empty vocabulary: no class name besides 'background'")
+        raise InputError("empty vocabulary: no class name besides 'background'")
     return (["background"] if background else []) + list(unique.values())
 
 
@@ -138,41 +218,114 @@ def collect_images(paths: Sequence[Path]) -> list[Path]:
         if path.is_dir():
             inside = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not inside:
-                raise DemoError(f"no images in folder {path}")
+                raise InputError(f"no images in folder {path}")
             found.extend(inside)
         elif path.is_file():
             found.append(path)
         else:
-            raise DemoError(f"image not found: {path}")
+            raise InputError(f"image not found: {path}")
     return found
 
 
+# What PIL raises for a file it cannot decode (SyntaxError and EOFError come from some plugins).
+_DECODE_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    Image.DecompressionBombError,
+)
+
+
 def load_image(path: Path) -> Image.Image:
-    """RGB image with its EXIF orientation applied; ``DemoError`` naming the file otherwise."""
+    """The whole file decoded to RGB with its EXIF orientation applied; :class:`UnreadableImage` otherwise.
+
+    Decoding it all here (PIL's default ``LOAD_TRUNCATED_IMAGES=False``) makes a truncated file fail
+    now, as one named error, rather than pass the header check and fail later.
+    """
     try:
         with Image.open(path) as image:
-            return ImageOps.exif_transpose(image).convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DemoError(f"cannot read image {path}: {e}") from None
+            image.load()
+            return to_rgb(ImageOps.exif_transpose(image))
+    except _DECODE_ERRORS as e:
+        raise UnreadableImage(path, str(e) or type(e).__name__) from None
 
 
-def check_images(paths: Sequence[Path]) -> None:
-    """Fail before the model loads if a file is not an image at all (its header does not parse)."""
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB.
+
+    16-bit greyscale is scaled by its range (0..65535 -> 0..255; 32-bit integer and float images by
+    their own min..max unless they fit 0..65535 / 0..1) where PIL's ``convert`` would clip it to white;
+    transparent pixels (RGBA, LA, palette with transparency) are composited over white.
+    """
+    if image.mode in DEEP_GREY_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if image.mode == "F" and 0.0 <= low and high <= 1.0:
+            low, high = 0.0, 1.0
+        elif image.mode != "F" and 0.0 <= low and high <= 65535.0:
+            low, high = 0.0, 65535.0
+        grey = (values - low) * (255.0 / max(high - low, 1e-12))
+        return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if image.mode in ("LA", "La", "PA", "RGBa") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, image).convert("RGB")
+    return image.convert("RGB")
+
+
+def check_images(paths: Sequence[Path]) -> tuple[list[Path], list[UnreadableImage]]:
+    """Split ``paths``, before the model loads, into files whose header parses and files that are
+    not images at all; when no file is an image, the first one's error is raised."""
+    readable: list[Path] = []
+    unreadable: list[UnreadableImage] = []
     for path in paths:
         try:
             with Image.open(path):
-                pass
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise DemoError(f"cannot read image {path}: {e}") from None
+                readable.append(path)
+        except _DECODE_ERRORS as e:
+            unreadable.append(UnreadableImage(path, str(e) or type(e).__name__))
+    if not readable:
+        more = f" (and {len(unreadable) - 1} more unreadable files)" if len(unreadable) > 1 else ""
+        raise InputError(f"{unreadable[0]}{more}")
+    return readable, unreadable
+
+
+def resized_size(size: tuple[int, int], short_side: int) -> tuple[int, int]:
+    """(H, W) scaled so the short side is ``short_side``, as :func:`preprocess` resizes."""
+    height, width = size
+    scale = short_side / min(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def whole_image_side(
+    size: tuple[int, int], short_side: int, patch: int, max_tokens: int = MAX_WHOLE_TOKENS
+) -> int:
+    """The largest short side <= ``short_side`` at which an image of ``size`` (H, W) has at most
+    ``max_tokens`` patch tokens; 0 when even one patch row holds more."""
+
+    def tokens(side: int) -> int:
+        height, width = resized_size(size, side)
+        return (height // patch) * (width // patch)
+
+    if tokens(short_side) <= max_tokens:
+        return short_side
+    side = min(short_side, int(short_side * math.sqrt(max_tokens / tokens(short_side))) + patch)
+    while side >= patch and tokens(side) > max_tokens:
+        side -= 1
+    return side if side >= patch else 0
 
 
 def preprocess(image: Image.Image, short_side: int) -> torch.Tensor:
     """PIL RGB -> ``[1, 3, h, w]`` ImageNet-normalised, resized (bilinear) so ``min(h, w) = short_side``."""
     pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
     height, width = pixels.shape[-2:]
-    scale = short_side / min(height, width)
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    pixels = F.interpolate(pixels, size=size, mode="bilinear", align_corners=False, antialias=scale < 1)
+    size = resized_size((height, width), short_side)
+    pixels = F.interpolate(
+        pixels, size=size, mode="bilinear", align_corners=False, antialias=short_side < min(height, width)
+    )
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return (pixels - mean) / std
@@ -195,8 +348,9 @@ def build_segmenter(args: argparse.Namespace) -> tuple[groupvit.ZeroShotSegmente
     """The zero-shot segmenter on ``args.device`` and the inference short side."""
     try:
         model = groupvit.create_model(args.model, checkpoint=args.checkpoint)
-    except (OSError, RuntimeError, KeyError, ValueError) as e:
-        raise DemoError(f"could not build {args.model} from checkpoint {args.checkpoint}: {e}") from None
+    except RuntimeError as e:
+        # the loader's word for weights that do not fit this preset, or a failed download
+        raise InputError(f"checkpoint {args.checkpoint}: {str(e).splitlines()[0]}") from None
     model = model.to(args.device).eval()
     trained_size = model.config.vision.image_size
     # the paper tests its 224-px model at 448: twice the training size unless the dataset says otherwise
@@ -218,36 +372,61 @@ def build_segmenter(args: argparse.Namespace) -> tuple[groupvit.ZeroShotSegmente
     return segmenter, short_side
 
 
-def run(args: argparse.Namespace) -> None:
-    paths = collect_images(args.images)
-    check_images(paths)
+def run(args: argparse.Namespace) -> tuple[int, int]:
+    """Write every picture; returns (images drawn, images skipped)."""
+    paths, unreadable = check_images(collect_images(args.images))
+    for error in unreadable:
+        print(f"skipping {error.path}: {error.reason}", file=sys.stderr)
+    skipped = len(unreadable)
     segmenter, short_side = build_segmenter(args)
+    patch = segmenter.model.config.vision.patch_size
+    wants_groups = bool(GROUP_MODES.intersection(args.vis))
     args.out.mkdir(parents=True, exist_ok=True)
     background_index = None if args.no_background else 0
+    drawn = 0
     for path, stem in zip(tqdm(paths, desc="demo", unit="image"), output_stems(paths)):
-        image = load_image(path)
+        try:
+            image = load_image(path)
+        except UnreadableImage as e:
+            tqdm.write(f"skipping {e.path}: {e.reason}", file=sys.stderr)
+            skipped += 1
+            continue
+        whole_side = whole_image_side((image.height, image.width), short_side, patch)
+        if whole_side == 0 and (wants_groups or args.mode == "whole"):
+            reason = f"{image.width}x{image.height} is too elongated for a whole-image pass"
+            tqdm.write(f"skipping {path}: {reason} (over {MAX_WHOLE_TOKENS} patch tokens)", file=sys.stderr)
+            skipped += 1
+            continue
         pixels = preprocess(image, short_side).to(args.device)
-        scores = resize_scores(segmenter.predict(pixels).scores, (image.height, image.width))
-        labels = scores.argmax(dim=1)[0]
-        group_maps = (
-            [g[0] for g in segmenter.group_maps(pixels)] if GROUP_MODES.intersection(args.vis) else []
-        )
+        whole = pixels
+        if whole_side != short_side and (wants_groups or args.mode == "whole"):
+            whole = preprocess(image, whole_side).to(args.device)
+            what = "groups" if args.mode == "slide" else "groups and prediction"
+            tqdm.write(
+                f"{path}: {what} computed at short side {whole_side}, not {short_side} (a whole-image pass "
+                f"is limited to {MAX_WHOLE_TOKENS} patch tokens)",
+                file=sys.stderr,
+            )
+        scores = segmenter.predict(whole if args.mode == "whole" else pixels).scores
+        labels = resize_scores(scores, (image.height, image.width)).argmax(dim=1)[0]
+        group_maps = [g[0] for g in segmenter.group_maps(whole)] if wants_groups else []
         pictures = render(
             image, labels, group_maps, args.class_names, args.vis, background_index=background_index
         )
         for name, picture in pictures.items():
             picture.save(args.out / f"{stem}_{name}.png")
+        drawn += 1
+    return drawn, skipped
 
 
+@report_input_errors("demo.py")
 def main(argv: Sequence[str] | None = None) -> int:
+    """0 when every image was drawn, 1 when some were skipped, 2 on a usage or input error."""
     args = parse_args(argv)
-    try:
-        run(args)
-    except DemoError as e:
-        print(f"demo.py: error: {e}", file=sys.stderr)
-        return 1
-    print(f"pictures written to {args.out}", file=sys.stderr)
-    return 0
+    drawn, skipped = run(args)
+    summary = f"pictures of {drawn} images written to {args.out}"
+    print(summary + (f"; {skipped} skipped (named above)" if skipped else ""), file=sys.stderr)
+    return 1 if skipped else 0
 
 
 if __name__ == "__main__":

@@ -24,8 +24,10 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sys
 import tarfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -33,8 +35,27 @@ import numpy as np
 from PIL import Image
 
 from groupvit.data.synthetic import CLASSES, render_grounded_scene
+from groupvit.errors import report_input_errors
 
 _SPLIT_IDS = {"train": 0, "val": 1}
+# Scenes below 6 px do not render; at 16 px (two patches of the synthetic model) objects still
+# span a few pixels.
+MIN_SIZE = 16
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """argparse type: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def palette(num_classes: int) -> list[list[int]]:
@@ -89,8 +110,8 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_train(out: Path, num: int, seed: int, size: int, shard_size: int, workers: int) -> str:
-    """Write the folder (jsonl + csv) and the shards; return the shard brace pattern."""
+def write_train(out: Path, num: int, seed: int, size: int, shard_size: int, workers: int) -> str | None:
+    """Write the folder (jsonl + csv) and the shards; return the shard brace pattern (None: no pairs)."""
     import csv
 
     image_dir = out / "train" / "images"
@@ -118,8 +139,9 @@ def write_train(out: Path, num: int, seed: int, size: int, shard_size: int, work
             _add_member(tar, f"{key}.jpg", data)
             _add_member(tar, f"{key}.txt", caption.encode("utf-8"))
             _add_member(tar, f"{key}.json", json.dumps({"key": key, "caption": caption}).encode("utf-8"))
-    if tar is not None:
-        tar.close()
+    if tar is None:
+        return None
+    tar.close()
     return str(shard_dir / f"synthetic-{{000000..{num_shards - 1:06d}}}.tar")
 
 
@@ -137,16 +159,26 @@ def write_val(out: Path, num: int, seed: int, size: int, workers: int) -> None:
     (out / "val" / "classes.txt").write_text("\n".join(CLASSES) + "\n", encoding="utf-8")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+@report_input_errors("make_synthetic_data.py")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make_synthetic_data.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--num-train", type=int, default=20000, help="training image-caption pairs")
-    parser.add_argument("--num-val", type=int, default=500, help="segmentation val images")
-    parser.add_argument("--size", type=int, default=64, help="image side in pixels (train and val)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--shard-size", type=int, default=1000, help="samples per tar shard")
-    parser.add_argument("--workers", type=int, default=1, help="rendering processes")
+    parser.add_argument(
+        "--num-train", type=_at_least(0), default=20000, help="training image-caption pairs (>= 0)"
+    )
+    parser.add_argument("--num-val", type=_at_least(0), default=500, help="segmentation val images (>= 0)")
+    parser.add_argument(
+        "--size",
+        type=_at_least(MIN_SIZE),
+        default=64,
+        help=f"image side in pixels, train and val (>= {MIN_SIZE})",
+    )
+    parser.add_argument("--seed", type=_at_least(0), default=0, help="random seed (>= 0)")
+    parser.add_argument("--shard-size", type=_at_least(1), default=1000, help="samples per tar shard (>= 1)")
+    parser.add_argument("--workers", type=_at_least(1), default=1, help="rendering processes (>= 1)")
     args = parser.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is a file, not a folder")
 
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -170,8 +202,9 @@ def main(argv: list[str] | None = None) -> None:
         f"wrote {args.num_train} train pairs and {args.num_val} val images to {args.out} "
         f"in {time.perf_counter() - start:.1f} s"
     )
-    print(f"shards: {pattern}")
+    print(f"shards: {pattern or 'none'}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw
 # Background + the 80 COCO categories, spelled as in the annotation files (same list as the
 # metainfo of mmseg_plugins.datasets.COCOObjectDataset; tests check that they agree).
 from groupvit.class_names import COCO_OBJECT_CLASSES
+from groupvit.errors import InputError, report_input_errors
 
 SUFFIX = "_instanceTrainIds.png"
 
@@ -107,39 +108,77 @@ def category_labels(categories: list[dict], class_names: tuple[str, ...]) -> dic
     index = {name: i for i, name in enumerate(class_names)}
     unknown = [c["name"] for c in categories if c["name"] not in index]
     if unknown:
-        raise ValueError(f"categories not among the 80 COCO-Object classes: {unknown}")
+        raise InputError(f"categories not among the 80 COCO-Object classes: {unknown}")
     return {c["id"]: index[c["name"]] for c in categories}
 
 
+def read_annotations(annotation_file: Path) -> dict:
+    """The parsed annotation file; :class:`InputError` naming it when it is not COCO instances JSON."""
+    try:
+        with open(annotation_file, encoding="utf-8") as f:
+            coco = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{annotation_file} is not valid JSON: {e}") from None
+    if not isinstance(coco, dict):
+        raise InputError(
+            f"{annotation_file} holds a JSON {type(coco).__name__}, not a COCO annotation object"
+        )
+    missing = [key for key in ("images", "annotations", "categories") if not isinstance(coco.get(key), list)]
+    if missing:
+        raise InputError(
+            f"{annotation_file} has no {' / '.join(repr(k) for k in missing)} list (not COCO instances)"
+        )
+    return coco
+
+
 def convert(annotation_file: Path, out_dir: Path) -> int:
-    """Write one label PNG per image of ``annotation_file`` into ``out_dir``; returns the count."""
-    with open(annotation_file, encoding="utf-8") as f:
-        coco = json.load(f)
-    category_to_label = category_labels(coco["categories"], COCO_OBJECT_CLASSES)
-    per_image: dict[int, list[dict]] = defaultdict(list)
-    for ann in coco["annotations"]:
-        per_image[ann["image_id"]].append(ann)
+    """Write one label PNG per image of ``annotation_file`` into ``out_dir``; returns the count.
+
+    The categories and the annotations' fields are checked before anything is written; a polygon or
+    RLE that does not fit its image stops the run naming the image.
+    """
+    coco = read_annotations(annotation_file)
+    try:
+        category_to_label = category_labels(coco["categories"], COCO_OBJECT_CLASSES)
+        per_image: dict[int, list[dict]] = defaultdict(list)
+        for ann in coco["annotations"]:
+            if ann["category_id"] not in category_to_label:
+                raise InputError(
+                    f"annotation {ann.get('id')} has category {ann['category_id']}, not in 'categories'"
+                )
+            per_image[ann["image_id"]].append(ann)
+        images = [
+            (image, per_image.get(image["id"], []), Path(image["file_name"]).stem) for image in coco["images"]
+        ]
+    except KeyError as e:  # an entry without a field COCO always writes
+        raise InputError(f"{annotation_file}: an entry lacks the field {e}") from None
+    except TypeError as e:
+        raise InputError(f"{annotation_file}: malformed entry ({e})") from None
+    except InputError as e:
+        raise InputError(f"{annotation_file}: {e}") from None
     out_dir.mkdir(parents=True, exist_ok=True)
-    for image in coco["images"]:
-        labels = label_map(image, per_image.get(image["id"], []), category_to_label)
-        Image.fromarray(labels, mode="L").save(out_dir / (Path(image["file_name"]).stem + SUFFIX))
-    return len(coco["images"])
+    for image, image_anns, stem in images:
+        try:
+            labels = label_map(image, image_anns, category_to_label)
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"{annotation_file}: image {image['id']}: {e}") from None
+        Image.fromarray(labels, mode="L").save(out_dir / (stem + SUFFIX))
+    return len(images)
 
 
+@report_input_errors("coco_object.py")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="coco_object.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("root", type=Path, help="COCO root holding annotations/instances_<split>.json")
     parser.add_argument("--split", default="val2017", help="val2017 (benchmark) or train2017")
     parser.add_argument("--out-dir", type=Path, help="default: <root>/annotations/<split>")
     args = parser.parse_args(argv)
     annotation_file = args.root / "annotations" / f"instances_{args.split}.json"
     if not annotation_file.is_file():
-        print(
-            f"error: {annotation_file} not found; unpack annotations_trainval2017.zip from "
-            "https://cocodataset.org/#download into the COCO root",
-            file=sys.stderr,
+        raise InputError(
+            f"{annotation_file} not found; unpack annotations_trainval2017.zip from "
+            "https://cocodataset.org/#download into the COCO root"
         )
-        return 2
     out_dir = args.out_dir or args.root / "annotations" / args.split
     count = convert(annotation_file, out_dir)
     print(f"wrote {count} label maps to {out_dir}")

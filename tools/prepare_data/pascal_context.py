@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from groupvit.errors import InputError, report_input_errors
+
 # The 59 classes (alphabetical, the benchmark's label order 1..59) and their ids among the
 # 459 classes of the full annotation (line numbers of its labels.txt).
 CONTEXT59_IDS: tuple[tuple[str, int], ...] = (
@@ -57,7 +59,7 @@ def check_labels_file(path: Path) -> None:
     wrong = [f"{full_id}: expected {name!r}, found {names.get(full_id)!r}" for name, full_id in CONTEXT59_IDS
              if names.get(full_id) != name]  # fmt: skip
     if wrong:
-        raise ValueError(f"{path} does not match the 59-class id table: {wrong[:5]}")
+        raise InputError(f"{path} does not match the 59-class id table: {wrong[:5]}")
 
 
 def convert_label_map(full_labels: np.ndarray, table: np.ndarray | None = None) -> np.ndarray:
@@ -70,46 +72,74 @@ def convert_label_map(full_labels: np.ndarray, table: np.ndarray | None = None) 
 
 
 def load_mat_labels(path: Path) -> np.ndarray:
+    """The ``LabelMap`` of one annotation file; :class:`InputError` naming the file otherwise."""
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
-    return np.asarray(loadmat(path)["LabelMap"])
+    try:
+        return np.asarray(loadmat(path)["LabelMap"])
+    except KeyError:
+        raise InputError(f"{path} holds no 'LabelMap' (not a PASCAL Context annotation)") from None
+    except (MatReadError, OSError, ValueError, TypeError) as e:  # scipy's words for a file that is not a .mat
+        raise InputError(f"cannot read {path}: {e}") from None
+
+
+def split_names(voc_root: Path, mat_dir: Path) -> dict[str, list[str]]:
+    """Per split, the VOC2010 Main images that have an annotation in ``mat_dir`` (sorted); an
+    :class:`InputError` when none has, so that nothing is written."""
+    available = {p.stem for p in mat_dir.glob("*.mat")}
+    if not available:
+        raise InputError(f"no PASCAL Context annotations (*.mat) in {mat_dir}")
+    names = {}
+    for split in ("train", "val"):
+        split_file = voc_root / "ImageSets" / "Main" / f"{split}.txt"
+        names[split] = sorted(n for n in split_file.read_text().split() if n in available)
+    if not any(names.values()):
+        raise InputError(
+            f"none of the {len(available)} annotations in {mat_dir} is named like an image of "
+            f"{voc_root / 'ImageSets' / 'Main'}/{{train,val}}.txt"
+        )
+    return names
 
 
 def convert(voc_root: Path, mat_dir: Path) -> dict[str, int]:
     """Write the label PNGs and split files; returns the number of images per split."""
+    names = split_names(voc_root, mat_dir)
     out_dir = voc_root / "SegmentationClassContext"
     split_dir = voc_root / "ImageSets" / "SegmentationContext"
     out_dir.mkdir(parents=True, exist_ok=True)
     split_dir.mkdir(parents=True, exist_ok=True)
     table = lookup_table()
-    available = {p.stem for p in mat_dir.glob("*.mat")}
-    counts = {}
-    for split in ("train", "val"):
-        split_file = voc_root / "ImageSets" / "Main" / f"{split}.txt"
-        names = sorted(n for n in split_file.read_text().split() if n in available)
-        for name in names:
-            labels = convert_label_map(load_mat_labels(mat_dir / f"{name}.mat"), table)
+    for split, split_list in names.items():
+        for name in split_list:
+            path = mat_dir / f"{name}.mat"
+            full_labels = load_mat_labels(path)
+            try:
+                labels = convert_label_map(full_labels, table)
+            except ValueError as e:
+                raise InputError(f"{path}: {e}") from None
             Image.fromarray(labels, mode="L").save(out_dir / f"{name}.png")
-        (split_dir / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
-        counts[split] = len(names)
-    return counts
+        (split_dir / f"{split}.txt").write_text("".join(f"{n}\n" for n in split_list))
+    return {split: len(split_list) for split, split_list in names.items()}
 
 
+@report_input_errors("pascal_context.py")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="pascal_context.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("voc_root", type=Path, help="VOC2010 folder (JPEGImages/, ImageSets/Main/)")
     parser.add_argument("mat_dir", type=Path, help="folder of the PASCAL Context <name>.mat annotations")
     parser.add_argument(
         "--labels", type=Path, help="labels.txt of the 459 classes (default: next to mat_dir)"
     )
     args = parser.parse_args(argv)
-    for path, what in (
-        (args.voc_root / "ImageSets" / "Main" / "val.txt", "VOC2010 split"),
-        (args.mat_dir, ""),
-    ):
-        if not path.exists():
-            print(f"error: {path} not found ({what or 'PASCAL Context annotations'})", file=sys.stderr)
-            return 2
+    for split in ("train", "val"):
+        split_file = args.voc_root / "ImageSets" / "Main" / f"{split}.txt"
+        if not split_file.is_file():
+            raise InputError(f"{split_file} not found (the VOC2010 {split} split)")
+    if not args.mat_dir.is_dir():
+        raise InputError(f"{args.mat_dir} is not a folder (the PASCAL Context annotations)")
+    if args.labels is not None and not args.labels.is_file():
+        raise InputError(f"--labels {args.labels}: not a file")
     labels = args.labels or args.mat_dir.parent / "labels.txt"
     if labels.is_file():
         check_labels_file(labels)
