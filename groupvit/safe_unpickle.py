@@ -129,7 +129,9 @@ class UnpickledPlaceholder:
 
 
 def _placeholder_type(qualified_name: str) -> type[UnpickledPlaceholder]:
-    name = qualified_name.rsplit(".", 1)[-1]
+    # named so that torch's own errors about it (e.g. "Can only SETITEM for dict ... but got <class
+    # ...>") say both what it is and what it stands for
+    name = f"UnpickledPlaceholder[{qualified_name}]"
     return type(name, (UnpickledPlaceholder,), {"qualified_name": qualified_name, "__module__": __name__})
 
 
@@ -159,6 +161,11 @@ def pickle_globals(path: Path) -> list[tuple[str, str]]:
             return list(_globals_in(io.BytesIO(archive.read(records[0]))))
     found: list[tuple[str, str]] = []
     with open(path, "rb") as f:
+        if f.read(4) == b"PK\x03\x04":
+            raise InputError(
+                "is a damaged zip archive (no central directory): the download or copy was cut short"
+            )
+        f.seek(0)
         for _ in range(4):  # magic number, protocol version, system info, then the object
             found += _globals_in(f)
     return found
