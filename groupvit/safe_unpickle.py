@@ -32,6 +32,7 @@ names the function. There is no fallback to full unpickling anywhere.
 from __future__ import annotations
 
 import _compat_pickle
+import functools
 import importlib
 import io
 import pickletools
@@ -76,10 +77,10 @@ def allow_globals(entries: Iterable[Callable[..., Any] | tuple[Callable[..., Any
     ``HistoryBuffer`` here). Same form as ``torch.serialization.add_safe_globals``.
     """
     for entry in entries:
-        obj, name = entry if isinstance(entry, tuple) else (entry, f"{entry.__module__}.{entry.__qualname__}")
-        _registered[name] = obj
+        _registered[_entry_name(entry)] = entry[0] if isinstance(entry, tuple) else entry
 
 
+@functools.cache
 def _numpy_globals() -> dict[str, Any]:
     import numpy as np
 
@@ -98,6 +99,10 @@ def _numpy_globals() -> dict[str, Any]:
         if name.endswith("DType"):
             found[f"numpy.dtypes.{name}"] = getattr(dtypes, name)
     return found
+
+
+def _entry_name(entry: Callable[..., Any] | tuple[Callable[..., Any], str]) -> str:
+    return entry[1] if isinstance(entry, tuple) else f"{entry.__module__}.{entry.__qualname__}"
 
 
 def _trusted() -> dict[str, Any]:
@@ -224,9 +229,10 @@ def load_pickled(path: str | Path, map_location: Any = "cpu") -> Any:
             f"{path} refused: its pickle calls {', '.join(blocked)} (a module no checkpoint needs); "
             "this is not a plain checkpoint, do not load it"
         )
-    defaults, trusted = _torch_defaults(), _trusted()
-    foreign = {name: shown for name, shown in names.items() if name not in defaults and name not in trusted}
-    already = set(torch.serialization.get_safe_globals())
+    already = set(torch.serialization.get_safe_globals())  # add_safe_globals calls elsewhere in the process
+    allowed = _torch_defaults() | {_entry_name(e) for e in already}
+    trusted = _trusted()
+    foreign = {name: shown for name, shown in names.items() if name not in allowed and name not in trusted}
     # all trusted entries, named in the file or not: BUILD checks the type of what a REDUCE returned
     # (np.dtype("f8") is a numpy.dtypes.Float64DType, which no file names)
     entries = [(obj, name) for name, obj in trusted.items()]
