@@ -2,22 +2,24 @@
 
 Conversion is pure key renaming (one table per foreign layout, readable in both directions) plus
 two tensor reshapes: fused qkv <-> separate q/k/v projections (HF) and Conv1d <-> Linear projector
-weights (official release). ``load_checkpoint`` adds the I/O: paths, URLs, released tags, wrappers.
+weights (official release). ``load_checkpoint`` adds the I/O: paths, URLs, released tags, wrappers;
+the files themselves are read by :mod:`groupvit.checkpoint_io` (safetensors or restricted unpickling)
+and downloads are hash-checked by :mod:`groupvit.download`.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-import pickle
 import re
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from groupvit.checkpoint_io import read_checkpoint_file
+from groupvit.download import download, sha256_prefix_in_name
+from groupvit.errors import InputError
 from groupvit.layers.pos_embed import resample_pos_embed
 
 if TYPE_CHECKING:
@@ -137,7 +139,7 @@ def detect_layout(sd: Mapping[str, Any]) -> str:
         return "hf"
     if any(k.startswith(("vision.", "text.", "image_projector.")) for k in keys):
         return "ours"
-    raise ValueError(f"not a GroupViT state dict (official, HF or ours); first keys: {keys[:8]}")
+    raise InputError(f"not a GroupViT state dict (official, HF or ours); first keys: {keys[:8]}")
 
 
 def official_to_ours(sd: Mapping[str, torch.Tensor]) -> StateDict:
@@ -207,18 +209,20 @@ def convert_state_dict(
     return _FROM_OURS[dst](_TO_OURS[src](sd))
 
 
-def unwrap_state_dict(obj: Any) -> StateDict:
+def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> StateDict:
     """Pull the model weights out of a training checkpoint.
 
     Handles ``{"model": sd}`` (official release), ``{"state_dict": sd}`` (mmengine) and a ``model.`` /
-    ``module.`` prefix shared by every key (wrapper module, DDP).
+    ``module.`` prefix shared by every key (wrapper module, DDP). ``source`` names the file in the
+    :class:`~groupvit.errors.InputError` raised when there are no tensors to load.
     """
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(
-            "checkpoint holds no state dict (expected tensors, or a 'model' / 'state_dict' entry)"
+    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise InputError(
+            f"{source} holds no state dict ({_what(obj)}; expected tensors, or a 'model' / 'state_dict' "
+            "entry of tensors)"
         )
     sd = dict(obj)
     stripped = True
@@ -231,45 +235,41 @@ def unwrap_state_dict(obj: Any) -> StateDict:
     return sd
 
 
-def cache_dir() -> Path:
-    """Download cache: ``$GROUPVIT_CACHE`` or ``~/.cache/groupvit``."""
-    return Path(os.environ.get("GROUPVIT_CACHE", Path.home() / ".cache" / "groupvit"))
-
-
-def download(url: str) -> Path:
-    """Download ``url`` into :func:`cache_dir` once; a clear error when there is no network."""
-    path = cache_dir() / url.rsplit("/", 1)[-1]
-    if path.is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        torch.hub.download_url_to_file(url, str(path), progress=True)
-    except Exception as e:  # URLError, HTTPError, timeouts, ... all mean "get it by hand"
-        raise RuntimeError(
-            f"could not download {url} ({type(e).__name__}: {e}). Download the file by hand and pass its "
-            f"path, e.g. create_model('groupvit_s', checkpoint='/path/to/{path.name}'), or put it in {path.parent}"
-        ) from e
-    return path
+def fetch_checkpoint(url: str) -> Path:
+    """Local path of a checkpoint URL (downloaded into the cache once); released files are checked
+    against the sha256 prefix in their name, also when they are already in the cache."""
+    released = {u for _, u in RELEASED_CHECKPOINTS.values()}
+    sha256 = sha256_prefix_in_name(url.rsplit("/", 1)[-1]) if url in released else None
+    return download(url, sha256_prefix=sha256)
 
 
 def read_checkpoint(source: str | Path) -> StateDict:
-    """State dict from a file path, an http(s) URL or a released tag (see ``RELEASED_CHECKPOINTS``)."""
+    """State dict from a file path, an http(s) URL or a released tag (see ``RELEASED_CHECKPOINTS``).
+
+    Files are read by :func:`groupvit.checkpoint_io.read_checkpoint_file` (``.safetensors`` or
+    restricted unpickling: no code in a file ever runs); URLs go through :func:`fetch_checkpoint`.
+    """
     source = str(source)
     if source in RELEASED_CHECKPOINTS:
         source = RELEASED_CHECKPOINTS[source][1]
-    path = download(source) if source.startswith(("http://", "https://")) else Path(source)
-    if not path.is_file():
-        tags = ", ".join(RELEASED_CHECKPOINTS)
-        raise FileNotFoundError(f"checkpoint {source!r} is not a file, a URL or a released tag ({tags})")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # the official release and mmengine also pickle configs / optimiser state next to the weights
-        warnings.warn(
-            f"{path} holds non-tensor objects; unpickling it fully (only load files you trust)", stacklevel=3
-        )
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    return unwrap_state_dict(obj)
+    if source.startswith(("http://", "https://")):
+        path = fetch_checkpoint(source)
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            tags = ", ".join(RELEASED_CHECKPOINTS)
+            raise FileNotFoundError(f"checkpoint {source!r} is not a file, a URL or a released tag ({tags})")
+    return unwrap_state_dict(read_checkpoint_file(path), source=str(path))
+
+
+def _what(obj: Any) -> str:
+    if isinstance(obj, Mapping):
+        if not obj:
+            return "an empty dict"
+        keys = ", ".join(repr(k) for k in list(obj)[:6])
+        kinds = sorted({type(v).__name__ for v in obj.values()})
+        return f"a dict of {', '.join(kinds)} with keys {keys}{' ...' if len(obj) > 6 else ''}"
+    return f"a {type(obj).__name__}"
 
 
 def describe_state_dict(sd: Mapping[str, torch.Tensor]) -> str:

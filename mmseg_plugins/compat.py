@@ -7,13 +7,12 @@ where it is not needed:
    ``mmcv._ext``; mmcv-lite has none (and full mmcv 2.1 does not build against current torch).
    GroupViT needs no compiled op, so a stub module lets every mmseg module import; an mmseg model
    that *calls* a compiled op gets a :class:`CompiledOpUnavailableError` naming the op.
-2. ``torch.load`` safe globals. torch >= 2.6 loads with ``weights_only=True``; mmengine checkpoints
-   hold ``HistoryBuffer`` and numpy objects (message hub, metric history), which are allow-listed
-   (with a ``getattr`` limited to ``HistoryBuffer``'s methods, see :func:`_history_buffer_getattr`).
-   A checkpoint that also pickles other objects (the official GroupViT release keeps its training
-   config next to the weights) loads through :func:`load_checkpoint_file`: those objects become
-   inert :class:`UnpickledPlaceholder`s, nothing outside the allow-list is imported or called, and
-   mmengine's local-file loader (``--checkpoint``, ``load_from``) uses it.
+2. Safe checkpoint loading. mmengine's loaders for local files and http(s) URLs (``load_from``,
+   ``--checkpoint``, ``--resume``, ``Runner.load_checkpoint``) are replaced by groupvit's one
+   reader, :func:`groupvit.checkpoint_io.read_checkpoint_file` (safetensors, or restricted
+   unpickling that never runs code from the file). mmengine's ``HistoryBuffer`` (the message hub
+   that ``--resume`` restores) is registered with it, with a ``getattr`` limited to
+   ``HistoryBuffer``'s methods (see :func:`_history_buffer_getattr`).
 3. ``setuptools < 81`` for ``mim``: openmim 0.3.9 imports ``pkg_resources`` (removed in setuptools 81);
    :func:`check_mim_setuptools` says so in words instead of a bare ``ModuleNotFoundError``.
 """
@@ -23,24 +22,18 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.metadata
 import importlib.util
-import os
 import pickle
 import sys
 import types
-import warnings
 from collections.abc import Callable
 from typing import Any
-
-import torch
 
 __all__ = [
     "CompiledOpUnavailableError",
     "check_mim_setuptools",
-    "UnpickledPlaceholder",
     "install_mmcv_ext_stub",
-    "load_checkpoint_file",
-    "register_mmengine_local_loader",
-    "register_torch_load_safe_globals",
+    "register_history_buffer",
+    "register_mmengine_loaders",
 ]
 
 _EXT_NAME = "mmcv._ext"
@@ -99,26 +92,6 @@ def install_mmcv_ext_stub() -> bool:
     return True
 
 
-def _numpy_safe_globals() -> list[Any]:
-    import numpy as np
-
-    found: list[Any] = [np.ndarray, np.dtype]
-    # numpy 2 moved the pickling helpers to numpy._core; checkpoints written with numpy 1 name numpy.core.
-    for module_name in ("numpy._core.multiarray", "numpy.core.multiarray"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        found += [getattr(module, n) for n in ("_reconstruct", "scalar") if hasattr(module, n)]
-    # Scalar types (np.float64, ...) and their dtype classes (np.dtypes.Float64DType, ...).
-    scalars = "bool_ int8 int16 int32 int64 uint8 uint16 uint32 uint64 float16 float32 float64 str_ bytes_"
-    found += [getattr(np, name) for name in scalars.split()]
-    dtypes = getattr(np, "dtypes", None)
-    if dtypes is not None:
-        found += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
-    return found
-
-
 def _history_buffer_getattr(obj: Any, name: str) -> Any:
     """``getattr`` as the weights-only unpickler may call it: only ``HistoryBuffer.<statistics method>``.
 
@@ -135,87 +108,46 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
     return value
 
 
-def register_torch_load_safe_globals() -> bool:
-    """Allow-list mmengine's and numpy's checkpoint objects for ``torch.load(weights_only=True)``."""
-    add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
-    if add_safe_globals is None:  # torch < 2.4 loads with weights_only=False anyway
-        return False
+def register_history_buffer() -> None:
+    """Let groupvit's checkpoint reader rebuild mmengine's ``HistoryBuffer`` (the message hub)."""
     from mmengine.logging import HistoryBuffer
 
-    add_safe_globals([HistoryBuffer, (_history_buffer_getattr, "builtins.getattr"), *_numpy_safe_globals()])
-    return True
+    from groupvit.safe_unpickle import allow_globals
+
+    allow_globals([HistoryBuffer, (_history_buffer_getattr, "builtins.getattr")])
 
 
-class UnpickledPlaceholder:
-    """Stands in for a pickled object whose class ``torch.load(weights_only=True)`` does not allow.
+def load_from_local(filename: str, map_location: Any = None) -> Any:
+    """mmengine's loader for local paths, through groupvit's safe reader (mmengine logs the name
+    after ``load_from_``: "Loads checkpoint by local backend")."""
+    from groupvit.checkpoint_io import read_checkpoint_file
 
-    Keeps what the pickle gave it (constructor arguments, state, items) as plain data; never imports
-    or calls the original class. ``qualified_name`` names that class.
-    """
-
-    qualified_name = "?"
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> UnpickledPlaceholder:
-        obj = super().__new__(cls)
-        obj.args, obj.state, obj.items, obj.elements = args, None, {}, []
-        return obj
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.items[key] = value
-
-    def append(self, value: Any) -> None:
-        self.elements.append(value)
-
-    def extend(self, values: Any) -> None:
-        self.elements.extend(values)
-
-    def __repr__(self) -> str:
-        return f"<{self.qualified_name}, not unpickled>"
+    return read_checkpoint_file(filename, map_location)
 
 
-def _placeholder_type(qualified_name: str) -> type:
-    name = qualified_name.rsplit(".", 1)[-1]
-    return type(name, (UnpickledPlaceholder,), {"qualified_name": qualified_name, "__module__": __name__})
+def load_from_http(filename: str, map_location: Any = None) -> Any:
+    """mmengine's loader for http(s) URLs: download into groupvit's cache (rank 0 first), read safely."""
+    from mmengine.dist import barrier, get_dist_info
+
+    from groupvit.checkpoint import fetch_checkpoint
+    from groupvit.checkpoint_io import read_checkpoint_file
+
+    rank, world_size = get_dist_info()
+    if rank == 0:
+        path = fetch_checkpoint(filename)
+    if world_size > 1:
+        barrier()
+        if rank > 0:
+            path = fetch_checkpoint(filename)
+    return read_checkpoint_file(path, map_location)
 
 
-def load_checkpoint_file(filename: str, map_location: Any = None) -> Any:
-    """``torch.load(weights_only=True)``; objects of classes it does not allow become placeholders.
-
-    Modules torch blocks outright (``os``, ``subprocess``, ...) still raise ``UnpicklingError``.
-    """
-    try:
-        return torch.load(filename, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
-        if not unsafe:
-            raise
-    with torch.serialization.safe_globals([(_placeholder_type(name), name) for name in unsafe]):
-        checkpoint = torch.load(filename, map_location=map_location, weights_only=True)
-    warnings.warn(
-        f"{filename}: kept placeholders instead of unpickling objects of {', '.join(sorted(unsafe))} "
-        "(tensors are loaded as usual)",
-        stacklevel=2,
-    )
-    return checkpoint
-
-
-def register_mmengine_local_loader() -> None:
-    """Make mmengine load local checkpoint files with :func:`load_checkpoint_file`."""
+def register_mmengine_loaders() -> None:
+    """Make mmengine load local files and http(s) URLs with groupvit's safe checkpoint reader."""
     from mmengine.runner.checkpoint import CheckpointLoader
 
-    def load_from_local(filename: str, map_location: Any = None) -> Any:
-        filename = os.path.expanduser(filename)
-        if not os.path.isfile(filename):
-            raise FileNotFoundError(f"checkpoint {filename} can not be found")
-        return load_checkpoint_file(filename, map_location)
-
     CheckpointLoader.register_scheme(prefixes="", loader=load_from_local, force=True)
+    CheckpointLoader.register_scheme(prefixes=("http://", "https://"), loader=load_from_http, force=True)
 
 
 def check_mim_setuptools() -> None:
@@ -233,5 +165,5 @@ def check_mim_setuptools() -> None:
 
 
 install_mmcv_ext_stub()
-register_torch_load_safe_globals()
-register_mmengine_local_loader()
+register_history_buffer()
+register_mmengine_loaders()

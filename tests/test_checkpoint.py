@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import torch
 
 from groupvit import create_model
 from groupvit.checkpoint import (
+    RELEASED_CHECKPOINTS,
     convert_state_dict,
     detect_layout,
     load_checkpoint,
@@ -162,10 +164,14 @@ def test_read_checkpoint_and_tags(tmp_path, tiny_sd, monkeypatch) -> None:
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(RuntimeError, match="Download the file by hand and pass its path"):
         read_checkpoint("gcc_redcaps")
-    # a file already in the cache is used without downloading
+    # a file already in the cache is used without downloading, once its sha256 matches its name
     cached = tmp_path / "cache" / "group_vit_gcc_yfcc_30e-879422e0.pth"
     cached.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": ours_to_official(tiny_sd)}, cached)
+    sha = hashlib.sha256(cached.read_bytes()).hexdigest()[:8]
+    url = RELEASED_CHECKPOINTS["gcc_yfcc"][1].replace("879422e0", sha)
+    monkeypatch.setitem(RELEASED_CHECKPOINTS, "gcc_yfcc", ("groupvit_s", url))
+    cached.rename(cached.with_name(f"group_vit_gcc_yfcc_30e-{sha}.pth"))
     _assert_identical(convert_state_dict(read_checkpoint("gcc_yfcc")), tiny_sd)
 
 
@@ -188,8 +194,10 @@ def test_convert_tool(tmp_path, tiny_sd, capsys) -> None:
     assert "(hf, " in capsys.readouterr().out
     back = torch.load(ours_path, weights_only=True)
     _assert_identical(back | {"multi_label_logit_scale": tiny_sd["multi_label_logit_scale"]}, tiny_sd)
-    with pytest.raises(SystemExit, match="looks like a 'official'"):
-        tool.main(["--from", "hf", str(src), str(hf_path)])
+    assert tool.main(["--from", "hf", str(src), str(hf_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"convert_checkpoint.py: error: {src} looks like a 'official' checkpoint, not 'hf'; drop --from to detect it\n"
+    )
 
 
 def test_convert_tool_cli_help() -> None:

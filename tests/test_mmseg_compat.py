@@ -37,8 +37,14 @@ def test_compiled_op_fails_with_a_message_that_says_so() -> None:
         sigmoid_focal_loss(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))
 
 
-def test_mmengine_checkpoint_objects_load_with_weights_only(tmp_path: Path) -> None:
+def test_mmengine_checkpoint_objects_load_through_groupvit(tmp_path: Path) -> None:
+    """compat registers the real HistoryBuffer with groupvit's reader: the message hub is rebuilt."""
+    import warnings
+
     from mmengine.logging import HistoryBuffer
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from groupvit.checkpoint_io import read_checkpoint_file
 
     buffer = HistoryBuffer()
     buffer.update(0.5)
@@ -50,18 +56,22 @@ def test_mmengine_checkpoint_objects_load_with_weights_only(tmp_path: Path) -> N
     }
     path = tmp_path / "ckpt.pth"
     torch.save(checkpoint, path)
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
-    assert loaded["message_hub"]["log_scalars"]["train/loss"].current() == 0.25
-    assert np.array_equal(loaded["message_hub"]["runtime_info"]["iou"], [0.1, 0.2])
-    assert loaded["meta"]["seed"] == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for loaded in (read_checkpoint_file(path), CheckpointLoader.load_checkpoint(str(path), "cpu")):
+            assert loaded["message_hub"]["log_scalars"]["train/loss"].current() == 0.25
+            assert np.array_equal(loaded["message_hub"]["runtime_info"]["iou"], [0.1, 0.2])
+            assert loaded["meta"]["seed"] == 3
 
 
 @pytest.mark.parametrize("owner, name", [("HistoryBuffer", "__init__"), ("OrderedDict", "fromkeys")])
 def test_restricted_getattr_refuses_other_attributes(tmp_path: Path, owner: str, name: str) -> None:
     import collections
-    import pickle
 
     from mmengine.logging import HistoryBuffer
+
+    from groupvit.checkpoint_io import read_checkpoint_file
+    from groupvit.errors import InputError
 
     target = {"HistoryBuffer": HistoryBuffer, "OrderedDict": collections.OrderedDict}[owner]
 
@@ -71,58 +81,15 @@ def test_restricted_getattr_refuses_other_attributes(tmp_path: Path, owner: str,
 
     path = tmp_path / "reach.pth"
     torch.save({"x": Reach()}, path)
-    with pytest.raises(pickle.UnpicklingError, match="not allowed"):
-        torch.load(path, weights_only=True)
+    with pytest.raises(InputError, match=rf"reach.pth cannot be unpickled safely .*{name}'\) is not allowed"):
+        read_checkpoint_file(path)
 
 
-def test_checkpoint_with_foreign_objects_loads_weights_with_placeholders(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Like the official release: weights next to objects of a package this environment lacks."""
-    package = tmp_path / "pkg"
-    package.mkdir()
-    (package / "fakeconf.py").write_text(
-        "import typing\n\n"
-        "class Node:\n    def __init__(self, value):\n        self.value, self.kind = value, typing.Any\n\n"
-        "class DictConfig:\n    def __init__(self, **content):\n        self._content = content\n"
-    )
-    monkeypatch.syspath_prepend(str(package))
-    import fakeconf
-
-    config = fakeconf.DictConfig(lr=0.1, node=fakeconf.Node(3))
-    path = tmp_path / "release.pth"
-    torch.save({"model": {"w": torch.arange(3.0)}, "config": config, "epoch": 30}, path)
-    monkeypatch.delitem(sys.modules, "fakeconf")
-    (package / "fakeconf.py").unlink()  # the package is gone when the checkpoint is loaded
-
-    with pytest.warns(UserWarning, match="placeholders instead of unpickling objects of fakeconf.DictConfig"):
-        loaded = compat.load_checkpoint_file(str(path), map_location="cpu")
-    assert torch.equal(loaded["model"]["w"], torch.arange(3.0)) and loaded["epoch"] == 30
-    assert isinstance(loaded["config"], compat.UnpickledPlaceholder)
-    assert loaded["config"].qualified_name == "fakeconf.DictConfig"
-    node = loaded["config"].state["_content"]["node"]
-    assert node.state["value"] == 3 and node.state["kind"].qualified_name == "typing.Any"
-
+def test_mmengine_loaders_are_groupvit_s() -> None:
     from mmengine.runner.checkpoint import CheckpointLoader
 
-    with pytest.warns(UserWarning, match="placeholders"):
-        via_mmengine = CheckpointLoader.load_checkpoint(str(path), map_location="cpu")
-    assert torch.equal(via_mmengine["model"]["w"], torch.arange(3.0))
-
-
-def test_blocked_modules_still_refuse_to_load(tmp_path: Path) -> None:
-    import pickle
-
-    class CallsSystem:
-        def __reduce__(self):
-            import os
-
-            return os.system, ("true",)
-
-    path = tmp_path / "bad.pth"
-    torch.save({"x": CallsSystem()}, path)
-    with pytest.raises(pickle.UnpicklingError):
-        compat.load_checkpoint_file(str(path))
+    for path in ("work_dirs/iter_2.pth", "https://example.com/x.pth", "http://example.com/x.pth"):
+        assert CheckpointLoader._get_checkpoint_loader(path).__module__ == "mmseg_plugins.compat", path
 
 
 def test_setuptools_fits_mim() -> None:

@@ -6,17 +6,20 @@ Examples::
     python tools/convert_checkpoint.py --to hf groupvit_s_yfcc.pth pytorch_model.bin
 
 ``--to hf`` writes a plain state dict that ``transformers.GroupViTModel.load_state_dict`` accepts.
-SRC may also be an http(s) URL or a released tag (gcc_yfcc, gcc_redcaps).
+SRC may be a ``.pth`` / ``.bin`` / ``.safetensors`` file, an http(s) URL or a released tag (gcc_yfcc,
+gcc_redcaps); it is read without running any code it holds. DST is written with safetensors when
+it ends in ``.safetensors`` (``model.safetensors`` for transformers), else with ``torch.save``.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-import torch
-
 from groupvit.checkpoint import LAYOUTS, convert_state_dict, detect_layout, read_checkpoint
+from groupvit.checkpoint_io import save_state_dict
+from groupvit.errors import InputError, report_input_errors
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -24,21 +27,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--from", dest="src_layout", choices=LAYOUTS, default=None, help="default: detect")
     parser.add_argument("--to", dest="dst_layout", choices=LAYOUTS, default="ours")
     parser.add_argument("src", help="checkpoint file, URL or released tag")
-    parser.add_argument("dst", type=Path, help="output file (torch.save of a plain state dict)")
+    parser.add_argument(
+        "dst", type=Path, help="output file: a plain state dict (.safetensors, else torch.save)"
+    )
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
+@report_input_errors("convert_checkpoint.py")
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.dst.is_dir():
+        raise InputError(f"output {args.dst} is a directory; give a file name, e.g. {args.dst / 'model.pth'}")
     sd = read_checkpoint(args.src)
-    src = args.src_layout or detect_layout(sd)
-    if detect_layout(sd) != src:
-        raise SystemExit(f"{args.src} looks like a {detect_layout(sd)!r} checkpoint, not {src!r}")
+    try:
+        found = detect_layout(sd)
+    except InputError as e:
+        raise InputError(f"{args.src}: {e}") from None
+    src = args.src_layout or found
+    if found != src:
+        raise InputError(
+            f"{args.src} looks like a {found!r} checkpoint, not {src!r}; drop --from to detect it"
+        )
     out = convert_state_dict(sd, src=src, dst=args.dst_layout)
-    args.dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(out, args.dst)
+    save_state_dict(out, args.dst)
     print(f"{args.src} ({src}, {len(sd)} entries) -> {args.dst} ({args.dst_layout}, {len(out)} entries)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
