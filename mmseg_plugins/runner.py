@@ -56,7 +56,7 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
 
 
 def _candidates(work_dir: str) -> list[str]:
-    """Checkpoints to resume from, the newest first: ``last_checkpoint``'s, then ``iter_N``/``epoch_N`` by N."""
+    """Checkpoints to resume from, newest first: ``iter_N`` / ``epoch_N`` by N, and ``last_checkpoint``'s."""
     last = None
     record = osp.join(work_dir, "last_checkpoint")
     if osp.isfile(record):
@@ -105,15 +105,15 @@ def find_resumable_checkpoint(work_dir: str) -> str | None:
         if readable:
             return path
         broken.append(path)
+        # an older checkpoint may follow; training then writes over this file when it gets there
         print_log(
-            f"--resume: skipping {path}: it cannot be read ({reason}); trying an older checkpoint "
-            "(training will write over the broken file when it reaches that point)",
+            f"--resume: skipping {path}: it cannot be read ({reason})",
             logger="current",
             level=logging.WARNING,
         )
     if broken:
         raise InputError(
-            f"--resume: none of the {len(broken)} checkpoints in {work_dir} can be read "
+            f"--resume: no checkpoint in {work_dir} can be read "
             f"({', '.join(osp.basename(p) for p in broken)}); move them away to train from scratch"
         )
     return None
