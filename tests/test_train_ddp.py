@@ -111,17 +111,21 @@ def _worker(rank: int, tmp: str) -> None:
 
     # the same through mmengine's runner: DDP wrapper from the config, a few iterations
     from mmengine.config import Config
-    from mmengine.runner import Runner
+    from mmseg.registry import RUNNERS
 
     cfg = Config.fromfile(tmp_path / "small.py")
     cfg.launcher = "pytorch"
     cfg.work_dir = str(tmp_path / "work")
-    runner = Runner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg)  # as tools/train.py: the config's runner_type
     assert type(runner.model).__name__ == "GroupViTDistributedDataParallel"
     runner.train()
     itc = runner.message_hub.get_scalar("train/loss_itc").current()
     if rank == 0:
-        torch.save(dict(iter=runner.iter, loss_itc=itc), tmp_path / "runner.pt")
+        files = sorted(os.listdir(tmp_path / "work"))
+        torch.save(
+            dict(iter=runner.iter, loss_itc=itc, runner=type(runner).__name__, files=files),
+            tmp_path / "runner.pt",
+        )
     dist.destroy_process_group()
 
 
@@ -162,4 +166,7 @@ def test_two_processes_match_one_process(ddp_results: Path, recipe: str) -> None
 def test_runner_trains_under_cpu_ddp(ddp_results: Path) -> None:
     out = torch.load(ddp_results / "runner.pt")
     assert out["iter"] == 6
+    # GroupViTRunner: rank 0 alone wrote the checkpoint, through its temporary name
+    assert out["runner"] == "GroupViTRunner"
+    assert [f for f in out["files"] if "pth" in f] == ["iter_6.pth"]
     assert 0.0 < out["loss_itc"] < 10.0

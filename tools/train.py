@@ -14,6 +14,9 @@ import argparse
 import logging
 import os
 import os.path as osp
+import sys
+
+from groupvit.errors import report_input_errors
 
 
 def parse_args() -> argparse.Namespace:
@@ -42,7 +45,8 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def main() -> None:
+@report_input_errors("train.py")
+def main() -> int:
     args = parse_args()
     import torch
     import torch.distributed as dist
@@ -78,7 +82,8 @@ def main() -> None:
 
     runner = Runner.from_cfg(cfg) if "runner_type" not in cfg else RUNNERS.build(cfg)
     runner.train()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,6 +10,8 @@
 #   continue after an interruption: the same command with --resume (same work dir)
 default_scope = "mmseg"
 custom_imports = dict(imports=["mmseg_plugins"], allow_failed_imports=False)
+# --resume picks the newest readable checkpoint and continues its random state; atomic checkpoints
+runner_type = "GroupViTRunner"
 
 # ---- data: point these at your shards ---------------------------------------------------------
 data_root = "data/image_text"  # folder holding one img2dataset output folder per source

@@ -7,6 +7,8 @@
 # Several processes: python -m torch.distributed.run --nproc_per_node 2 tools/train.py CONFIG --launcher pytorch
 default_scope = "mmseg"
 custom_imports = dict(imports=["mmseg_plugins"], allow_failed_imports=False)
+# --resume picks the newest readable checkpoint and continues its random state; atomic checkpoints
+runner_type = "GroupViTRunner"
 
 data_root = "data/synthetic"  # --out of tools/make_synthetic_data.py
 use_shards = False  # True: read data_root/train_shards/*.tar (webdataset) instead of the image folder

@@ -1,0 +1,186 @@
+"""The training runner: checkpoints that survive a kill, and a ``--resume`` that never starts over.
+
+Select it with ``runner_type = "GroupViTRunner"`` in a config (``tools/train.py`` and mmseg's
+``train.py`` build ``runner_type`` when a config sets it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import os.path as osp
+import pickle
+import re
+from collections.abc import Callable
+
+from mmengine.dist import master_only
+from mmengine.logging import print_log
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import _load_checkpoint
+from mmseg.registry import RUNNERS
+
+from groupvit.errors import InputError
+from mmseg_plugins.rng_state import RNGStateHook
+
+# the names CheckpointHook gives by default: iter_{N}.pth (by_epoch=False), epoch_{N}.pth
+_CHECKPOINT_NAME = re.compile(r"^(?:iter|epoch)_(\d+)\.pth$")
+# what torch.load / mmengine raise for a file that is empty, cut short or not a checkpoint
+_UNREADABLE = (EOFError, RuntimeError, ValueError, OSError, pickle.UnpicklingError)
+
+
+def atomic_write(path: str, write: Callable[[str], None]) -> None:
+    """Create ``path`` through ``write(temporary_path)``: ``path`` is always the old file or the new one.
+
+    The temporary file sits next to ``path`` (a rename within one file system is atomic), is
+    flushed to disk before the rename, and is removed when ``write`` fails. The folder is synced
+    after the rename so that the new name survives a power cut too.
+    """
+    folder, name = osp.split(osp.abspath(path))
+    temporary = osp.join(folder, f"{name}.tmp")
+    try:
+        write(temporary)
+        with open(temporary, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename itself durable
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _candidates(work_dir: str) -> list[str]:
+    """Checkpoints to resume from, newest first: ``iter_N`` / ``epoch_N`` by N, and ``last_checkpoint``'s."""
+    last = None
+    record = osp.join(work_dir, "last_checkpoint")
+    if osp.isfile(record):
+        with open(record, encoding="utf-8") as f:
+            last = f.read().strip() or None
+        if last is not None and not osp.isfile(last):
+            print_log(
+                f"--resume: {record} names {last}, which does not exist; looking for other checkpoints",
+                logger="current",
+                level=logging.WARNING,
+            )
+            last = None
+    folders = [work_dir] + ([osp.dirname(last)] if last and osp.dirname(last) != work_dir else [])
+    numbered = []
+    for folder in folders:
+        for name in os.listdir(folder):
+            match = _CHECKPOINT_NAME.match(name)
+            if match and osp.isfile(osp.join(folder, name)):
+                numbered.append((int(match.group(1)), osp.join(folder, name)))
+    ordered = [path for _, path in sorted(numbered, reverse=True)]
+    # last_checkpoint wins only over older files: resuming behind a newer intact checkpoint would
+    # train over it (a kill between the checkpoint's rename and last_checkpoint's write)
+    if last is not None and not any(osp.samefile(last, path) for path in ordered):
+        ordered.insert(0, last)
+    return ordered
+
+
+def find_resumable_checkpoint(work_dir: str) -> str | None:
+    """The newest checkpoint in ``work_dir`` that loads, or None when the folder holds none.
+
+    Each candidate is loaded (to the CPU, through mmengine's ``CheckpointLoader`` as ``resume``
+    loads it) until one reads as a training checkpoint; the files skipped are named in a warning.
+    Raises InputError when there are checkpoints but none of them can be read.
+    """
+    if not osp.isdir(work_dir):
+        return None
+    candidates = _candidates(work_dir)
+    broken = []
+    for path in candidates:
+        try:
+            checkpoint = _load_checkpoint(path, map_location="cpu")
+            readable = isinstance(checkpoint, dict) and "iter" in checkpoint.get("meta", {})
+            reason = "no meta['iter']: not a training checkpoint"
+        except _UNREADABLE as e:
+            readable, reason = False, " ".join(str(e).split())[:120] or type(e).__name__
+        if readable:
+            return path
+        broken.append(path)
+        # an older checkpoint may follow; training then writes over this file when it gets there
+        print_log(
+            f"--resume: skipping {path}: it cannot be read ({reason})",
+            logger="current",
+            level=logging.WARNING,
+        )
+    if broken:
+        raise InputError(
+            f"--resume: no checkpoint in {work_dir} can be read "
+            f"({', '.join(osp.basename(p) for p in broken)}); move them away to train from scratch"
+        )
+    return None
+
+
+@RUNNERS.register_module()
+class GroupViTRunner(Runner):
+    """mmengine's ``Runner`` with three changes for long training runs. Arguments are ``Runner``'s.
+
+    - ``--resume`` picks the newest checkpoint that loads (:func:`find_resumable_checkpoint`).
+      mmengine trusts ``work_dir/last_checkpoint`` alone: when it is missing it logs "Auto resumed
+      from the latest checkpoint None" and trains from iteration 0 over the existing checkpoints,
+      and a checkpoint cut short by a kill ends the run with a traceback. Overridden in
+      ``load_or_resume``, the one place that decides what to resume, by handing mmengine the file
+      to resume as if the user had named it (``load_from``).
+    - checkpoints are written atomically (:func:`atomic_write`): mmengine writes the final file in
+      place, so a kill during the write leaves a truncated ``iter_N.pth``. Overridden in
+      ``save_checkpoint``, which ``CheckpointHook`` calls, by letting mmengine write a temporary
+      name in the same folder; object-store backends keep mmengine's own write.
+      ``last_checkpoint`` is still written in place by ``CheckpointHook`` (in a method that also
+      rotates old checkpoints); a torn one is read as missing, which the look-up above survives.
+    - an ``RNGStateHook`` is always registered, so that a resumed run draws the same random
+      numbers as an uninterrupted one, whatever a config's ``custom_hooks`` list holds.
+    """
+
+    def register_hooks(self, default_hooks=None, custom_hooks=None) -> None:
+        super().register_hooks(default_hooks, custom_hooks)
+        if not any(isinstance(hook, RNGStateHook) for hook in self._hooks):
+            self.register_hook(RNGStateHook())
+
+    def load_or_resume(self) -> None:
+        if self._resume and self._load_from is None and not self._has_loaded:
+            found = find_resumable_checkpoint(self.work_dir)
+            if found is None:
+                self.logger.info(
+                    f"--resume: no checkpoint in {self.work_dir}; training starts at iteration 0"
+                )
+                return
+            self.logger.info(f"--resume: resuming from {found}")
+            self._load_from = found
+        super().load_or_resume()
+
+    @master_only
+    def save_checkpoint(
+        self,
+        out_dir: str,
+        filename: str,
+        file_client_args: dict | None = None,
+        save_optimizer: bool = True,
+        save_param_scheduler: bool = True,
+        meta: dict | None = None,
+        by_epoch: bool = True,
+        backend_args: dict | None = None,
+    ) -> None:
+        def save(name: str) -> None:
+            super(GroupViTRunner, self).save_checkpoint(
+                out_dir,
+                name,
+                file_client_args,
+                save_optimizer=save_optimizer,
+                save_param_scheduler=save_param_scheduler,
+                meta=meta,
+                by_epoch=by_epoch,
+                backend_args=backend_args,
+            )
+
+        if file_client_args is not None or backend_args is not None or "://" in out_dir:
+            save(filename)  # not a local folder: no rename to rely on
+            return
+        atomic_write(osp.join(out_dir, filename), lambda temporary: save(osp.basename(temporary)))
