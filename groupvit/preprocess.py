@@ -19,22 +19,34 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from groupvit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from groupvit.errors import InputError
 
-__all__ = ["EvalTransform", "ImageInput", "load_image"]
+__all__ = ["DECODE_ERRORS", "EvalTransform", "ImageInput", "load_image", "resized_size", "to_rgb"]
 
 ImageInput = str | Path | Image.Image | np.ndarray
+
+
+# What PIL raises for a file it cannot decode (SyntaxError and EOFError come from some plugins).
+DECODE_ERRORS = (
+    UnidentifiedImageError,
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    Image.DecompressionBombError,
+)
+_DEEP_GREY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 
 
 def load_image(image: ImageInput) -> Image.Image:
     """RGB PIL image from a path, a PIL image or an ``[H, W, 3]`` / ``[H, W]`` uint8 array.
 
-    A file is decoded completely here, so a truncated or corrupt file is an :class:`InputError`
-    naming it (not a failure later in the pipeline). 16-bit and 32-bit greyscale images are scaled
-    by their value range to 8 bits (a plain ``convert("RGB")`` would clip them to white).
+    A file is decoded completely here (PIL's default ``LOAD_TRUNCATED_IMAGES=False``), so a
+    truncated or corrupt file is an :class:`InputError` naming it, not a failure later in the
+    pipeline; its EXIF orientation is applied. Other modes are converted by :func:`to_rgb`.
     """
     if isinstance(image, np.ndarray):
         return _from_array(image)
     if isinstance(image, Image.Image):
-        return _to_rgb(image)
+        return to_rgb(image)
     if not isinstance(image, (str, Path)):
         raise InputError(
             f"an image must be a path, a PIL image or an HxWx3 uint8 array, got {type(image).__name__}"
@@ -44,10 +56,34 @@ def load_image(image: ImageInput) -> Image.Image:
         raise InputError(f"image not found: {path}")
     try:
         with Image.open(path) as opened:
-            opened.load()  # decode everything now: a truncated file raises here, naming the file
-            return _to_rgb(ImageOps.exif_transpose(opened))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise InputError(f"cannot read image {path}: {e}") from None
+            opened.load()
+            return to_rgb(ImageOps.exif_transpose(opened))
+    except DECODE_ERRORS as e:
+        raise InputError(f"cannot read image {path}: {str(e) or type(e).__name__}") from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB.
+
+    16-bit greyscale is scaled by its range (0..65535 -> 0..255; 32-bit integer and float images by
+    their own min..max unless they fit 0..65535 / 0..1) where PIL's ``convert`` would clip it to white;
+    transparent pixels (RGBA, LA, palette with transparency) are composited over white.
+    """
+    if image.mode in _DEEP_GREY_MODES:
+        values = np.asarray(image, dtype=np.float64)
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if image.mode == "F" and 0.0 <= low and high <= 1.0:
+            low, high = 0.0, 1.0
+        elif image.mode != "F" and 0.0 <= low and high <= 65535.0:
+            low, high = 0.0, 65535.0
+        grey = (values - low) * (255.0 / max(high - low, 1e-12))
+        return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if image.mode in ("LA", "La", "PA", "RGBa") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, image).convert("RGB")
+    return image.convert("RGB")
 
 
 def _from_array(array: np.ndarray) -> Image.Image:
@@ -62,17 +98,11 @@ def _from_array(array: np.ndarray) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(array)).convert("RGB")
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        low, high = float(values.min()), float(values.max())
-        scaled = (values - low) / (high - low) * 255.0 if high > low else np.zeros_like(values)
-        image = Image.fromarray(np.round(scaled).astype(np.uint8), "L")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        image = image.convert("RGBA")
-        canvas = Image.new("RGBA", image.size, (255, 255, 255, 255))  # transparent parts on white
-        image = Image.alpha_composite(canvas, image)
-    return image.convert("RGB")
+def resized_size(size: tuple[int, int], short_side: int) -> tuple[int, int]:
+    """(H, W) scaled so that the short side is ``short_side`` (aspect ratio kept)."""
+    height, width = size
+    scale = short_side / min(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 class EvalTransform:
@@ -89,16 +119,11 @@ class EvalTransform:
         self._mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
-    def output_size(self, height: int, width: int) -> tuple[int, int]:
-        """(h, w) of the tensor for an image of ``height`` x ``width``."""
-        scale = self.short_side / min(height, width)
-        return max(1, round(height * scale)), max(1, round(width * scale))
-
     def __call__(self, image: ImageInput) -> torch.Tensor:
         rgb = load_image(image)
         pixels = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-        size = self.output_size(rgb.height, rgb.width)
-        shrink = size[0] < rgb.height
+        size = resized_size((rgb.height, rgb.width), self.short_side)
+        shrink = self.short_side < min(rgb.height, rgb.width)
         pixels = F.interpolate(pixels, size=size, mode="bilinear", align_corners=False, antialias=shrink)
         return (pixels[0] - self._mean) / self._std
 

@@ -85,9 +85,11 @@ class RNGStateHook(Hook):
       seed differs from the checkpoint's) and before the loop draws anything. The loop's batch
       replay must not draw from the global generators (``ImageTextTrainLoop`` keeps them as
       they were); a plain ``load_from`` (iteration 0) restores nothing.
-    - validation: it draws from the global generators (a data-loader iterator takes a seed), at
-      iterations that may also save a checkpoint; the hook puts the state back after it, so
-      training draws the same numbers with validation or without it.
+    - validation: it draws from the global generators (its data-loader iterator takes a seed) and
+      runs *after* the checkpoint of the same iteration is saved. So when the resumed iteration is
+      one where a validation was due, the hook runs that validation again before training goes
+      on: the random state then moves exactly as it did in the interrupted run (and the metric of
+      a run killed during its validation is not lost). Uninterrupted runs are unchanged.
 
     Multi-process: rank 0 saves its state and every rank restores it. Ranks share one stream
     anyway under mmengine's default ``randomness.diff_rank_seed=False``.
@@ -97,7 +99,6 @@ class RNGStateHook(Hook):
 
     def __init__(self) -> None:
         self._resumed: dict[str, Any] | None = None  # the state of the checkpoint loaded, if any
-        self._before_val: dict[str, Any] | None = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint[CHECKPOINT_KEY] = capture_rng_state()
@@ -121,11 +122,22 @@ class RNGStateHook(Hook):
             )
             return
         restore_rng_state(state)
+        if _validation_due(runner):
+            print_log(
+                f"Resuming at iteration {runner.iter}: running the validation that was due after "
+                "this checkpoint again, so that training continues from the same random state",
+                logger="current",
+                level=logging.INFO,
+            )
+            runner.val_loop.run()
 
-    def before_val(self, runner) -> None:
-        self._before_val = capture_rng_state()
 
-    def after_val(self, runner) -> None:
-        if self._before_val is not None:
-            restore_rng_state(self._before_val)
-            self._before_val = None
+def _validation_due(runner) -> bool:
+    """Whether ``IterBasedTrainLoop`` validates right after iteration ``runner.iter`` (its own test)."""
+    loop = runner.train_loop
+    if runner.val_loop is None or not hasattr(loop, "val_interval"):
+        return False
+    loop._decide_current_val_interval()  # dynamic intervals: the one in force at this iteration
+    return runner.iter >= loop.val_begin and (
+        runner.iter % loop.val_interval == 0 or runner.iter == loop.max_iters
+    )

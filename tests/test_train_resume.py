@@ -31,6 +31,8 @@ from mmengine.logging import MMLogger
 from mmseg.registry import RUNNERS
 from train_helpers import REPO, read_scalars, write_caption_folder, write_small_config
 
+from groupvit.checkpoint_io import read_checkpoint_file
+from groupvit.data.synthetic import CLASSES
 from groupvit.errors import InputError
 from mmseg_plugins.loops import _ReplayKeepingRNG
 from mmseg_plugins.rng_state import RNGStateHook, capture_rng_state, preserved_rng_state, restore_rng_state
@@ -72,7 +74,7 @@ def _train(config: Path, work: Path, resume: bool = False, num_workers: int = 0)
 
 
 def _load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return read_checkpoint_file(path)  # the one reader (mmengine objects allowed by mmseg_plugins)
 
 
 def _assert_identical(a, b, where: str = "") -> None:
@@ -358,15 +360,7 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path: Path)
     assert _draw() == expected
 
 
-def test_validation_and_replay_leave_the_random_state() -> None:
-    hook, expected = RNGStateHook(), None
-    with preserved_rng_state():
-        expected = _draw()
-    hook.before_val(runner=None)
-    _draw()  # validation draws
-    hook.after_val(runner=None)
-    assert _draw() == expected
-
+def test_replay_leaves_the_random_state() -> None:
     def batches():
         while True:
             yield _draw()  # transforms run in this process (num_workers=0)
@@ -377,3 +371,46 @@ def test_validation_and_replay_leave_the_random_state() -> None:
     assert next(replay) == expected
     next(replay)
     assert next(replay) == expected  # batch 3 is drawn from the state before the replay
+
+
+def _with_validation(config: Path, root: Path) -> Path:
+    """The small config plus a zero-shot validation after every checkpoint (it draws a seed)."""
+    subprocess.run(
+        [sys.executable, str(REPO / "tools" / "make_synthetic_data.py"), "--out", str(root / "seg"),
+         "--num-train", "0", "--num-val", "4"],
+        check=True, capture_output=True, env=_env(),
+    )  # fmt: skip
+    val = f"""val_dataloader = dict(
+    batch_size=4, num_workers=0, persistent_workers=False,
+    sampler=dict(type="DefaultSampler", shuffle=False),
+    dataset=dict(type="CheckedSegDataset", data_root={str(root / "seg" / "val")!r},
+                 data_prefix=dict(img_path="img_dir/val", seg_map_path="ann_dir/val"),
+                 img_suffix=".png", seg_map_suffix=".png",
+                 metainfo=dict(classes={tuple(CLASSES)!r}),
+                 pipeline=[dict(type="LoadImageFromFile"), dict(type="LoadAnnotations"), dict(type="PackSegInputs")]))
+val_evaluator = dict(type="IoUMetric", iou_metrics=["mIoU"])
+val_cfg = dict(type="ValLoop")
+"""
+    text = config.read_text(encoding="utf-8")
+    text = text.replace("val_cfg = None\nval_dataloader = None\nval_evaluator = None\n", val)
+    text = text.replace(f"val_interval={MAX_ITERS}", f"val_interval={CKPT}")
+    text = text.replace("custom_hooks = [", "custom_hooks = [dict(type='DatasetMetaHook'), ")
+    assert "ValLoop" in text and f"val_interval={CKPT}" in text and "DatasetMetaHook" in text
+    path = root / "cfg_val.py"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_resume_with_validation_is_bit_identical(tmp_path: Path) -> None:
+    """Validation after the checkpoint of the resumed iteration draws from the random state; the
+    resumed run validates again there, so it continues from the same state as the whole run."""
+    config = _with_validation(_write_config(tmp_path), tmp_path)
+    with _one_thread():
+        _train(config, tmp_path / "whole")
+        work = _resume_in(tmp_path / "work", tmp_path / "whole", ["iter_4.pth"])
+        runner = _train(config, work, resume=True)
+    assert runner.iter == MAX_ITERS
+    log = next(work.glob("*/*.log")).read_text()
+    assert "running the validation that was due after this checkpoint again" in log
+    _assert_same_training(work / f"iter_{MAX_ITERS}.pth", tmp_path / "whole" / f"iter_{MAX_ITERS}.pth")

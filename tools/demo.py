@@ -20,18 +20,17 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
 import groupvit
+from groupvit import preprocess as preprocess_module
 from groupvit.class_names import DATASET_BG_THRESH, DATASET_CLASSES
 from groupvit.data import synthetic
-from groupvit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from groupvit.errors import InputError, report_input_errors
 from groupvit.factory import get_model_config
+from groupvit.preprocess import DECODE_ERRORS, EvalTransform, resized_size
 from groupvit.sliding_window import resize_scores
 from groupvit.templates import TEMPLATE_SETS
 from groupvit.visualization import GROUP_MODES, MODES, render
@@ -52,7 +51,6 @@ TEST_SCALE: dict[str, int] = {"synthetic": 5}
 # take about half an hour. 4,096 keeps every picture up to 5:1 at 448 px at full size.
 MAX_WHOLE_TOKENS = 4096
 # Greyscale modes with more than 8 bits, scaled into 0..255 rather than clipped by PIL's convert().
-DEEP_GREY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 
 
 class UnreadableImage(InputError):
@@ -227,53 +225,12 @@ def collect_images(paths: Sequence[Path]) -> list[Path]:
     return found
 
 
-# What PIL raises for a file it cannot decode (SyntaxError and EOFError come from some plugins).
-_DECODE_ERRORS = (
-    UnidentifiedImageError,
-    OSError,
-    ValueError,
-    SyntaxError,
-    EOFError,
-    Image.DecompressionBombError,
-)
-
-
 def load_image(path: Path) -> Image.Image:
-    """The whole file decoded to RGB with its EXIF orientation applied; :class:`UnreadableImage` otherwise.
-
-    Decoding it all here (PIL's default ``LOAD_TRUNCATED_IMAGES=False``) makes a truncated file fail
-    now, as one named error, rather than pass the header check and fail later.
-    """
+    """:func:`groupvit.preprocess.load_image` of a file; :class:`UnreadableImage` when it does not decode."""
     try:
-        with Image.open(path) as image:
-            image.load()
-            return to_rgb(ImageOps.exif_transpose(image))
-    except _DECODE_ERRORS as e:
-        raise UnreadableImage(path, str(e) or type(e).__name__) from None
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode -> RGB.
-
-    16-bit greyscale is scaled by its range (0..65535 -> 0..255; 32-bit integer and float images by
-    their own min..max unless they fit 0..65535 / 0..1) where PIL's ``convert`` would clip it to white;
-    transparent pixels (RGBA, LA, palette with transparency) are composited over white.
-    """
-    if image.mode in DEEP_GREY_MODES:
-        values = np.asarray(image, dtype=np.float64)
-        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
-        if image.mode == "F" and 0.0 <= low and high <= 1.0:
-            low, high = 0.0, 1.0
-        elif image.mode != "F" and 0.0 <= low and high <= 65535.0:
-            low, high = 0.0, 65535.0
-        grey = (values - low) * (255.0 / max(high - low, 1e-12))
-        return Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), "L").convert("RGB")
-    if image.mode in ("LA", "La", "PA", "RGBa") or (image.mode == "P" and "transparency" in image.info):
-        image = image.convert("RGBA")
-    if image.mode == "RGBA":
-        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, image).convert("RGB")
-    return image.convert("RGB")
+        return preprocess_module.load_image(path)
+    except InputError as e:
+        raise UnreadableImage(path, str(e).split(": ", 1)[-1]) from None
 
 
 def check_images(paths: Sequence[Path]) -> tuple[list[Path], list[UnreadableImage]]:
@@ -285,19 +242,12 @@ def check_images(paths: Sequence[Path]) -> tuple[list[Path], list[UnreadableImag
         try:
             with Image.open(path):
                 readable.append(path)
-        except _DECODE_ERRORS as e:
+        except DECODE_ERRORS as e:
             unreadable.append(UnreadableImage(path, str(e) or type(e).__name__))
     if not readable:
         more = f" (and {len(unreadable) - 1} more unreadable files)" if len(unreadable) > 1 else ""
         raise InputError(f"{unreadable[0]}{more}")
     return readable, unreadable
-
-
-def resized_size(size: tuple[int, int], short_side: int) -> tuple[int, int]:
-    """(H, W) scaled so the short side is ``short_side``, as :func:`preprocess` resizes."""
-    height, width = size
-    scale = short_side / min(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def whole_image_side(
@@ -319,16 +269,8 @@ def whole_image_side(
 
 
 def preprocess(image: Image.Image, short_side: int) -> torch.Tensor:
-    """PIL RGB -> ``[1, 3, h, w]`` ImageNet-normalised, resized (bilinear) so ``min(h, w) = short_side``."""
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-    height, width = pixels.shape[-2:]
-    size = resized_size((height, width), short_side)
-    pixels = F.interpolate(
-        pixels, size=size, mode="bilinear", align_corners=False, antialias=short_side < min(height, width)
-    )
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (pixels - mean) / std
+    """PIL RGB -> ``[1, 3, h, w]`` ImageNet-normalised, short side ``short_side`` (:class:`EvalTransform`)."""
+    return EvalTransform(short_side)(image)[None]
 
 
 def output_stems(paths: Sequence[Path]) -> list[str]:
