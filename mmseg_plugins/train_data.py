@@ -81,6 +81,10 @@ class ImageTextWebDataset(IterableDataset):
         image_transform / text_transform / context_length: as for
             :class:`ImageTextFolderDataset`.
         shuffle: size of the sample shuffle buffer (0 disables it).
+        seed: seed of the stream (shard draws, shuffling, mixing; combined with rank and worker).
+            None: the run's seed, ``randomness.seed``, which mmengine's Runner has just given
+            ``torch.manual_seed`` when it builds the dataset, so ``--cfg-options
+            randomness.seed=N`` changes the stream too.
         **kwargs: further keyword arguments of ``build_webdataset``.
     """
 
@@ -92,14 +96,18 @@ class ImageTextWebDataset(IterableDataset):
         text_transform: dict | None = None,
         context_length: int = 77,
         shuffle: int = 1000,
+        seed: int | None = None,
         **kwargs: Any,
     ) -> None:
         from groupvit.data import build_webdataset
 
         if isinstance(sources, str):
             sources = [sources]
+        seed = torch.initial_seed() if seed is None else seed
         image_tf, text_tf = _transforms(image_transform, text_transform, context_length)
-        self.dataset = build_webdataset(list(sources), image_tf, text_tf, shuffle=shuffle, **kwargs)
+        self.dataset = build_webdataset(
+            list(sources), image_tf, text_tf, shuffle=shuffle, seed=seed, **kwargs
+        )
         self.length = int(length)
         self.metainfo: dict = {}
 

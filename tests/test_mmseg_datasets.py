@@ -1,4 +1,4 @@
-"""Datasets and dataset configs: class lists, metainfo, path errors, the configs' rename maps."""
+"""Datasets and dataset configs: class lists, metainfo, path and label-map errors, the configs' rename maps."""
 
 # isort: off
 import mmseg_plugins  # noqa: F401  (compat layer before any mmseg import; registers the datasets)
@@ -14,6 +14,7 @@ from mmseg.utils import register_all_modules
 from PIL import Image
 
 from groupvit.class_names import COCO_OBJECT_CLASSES, CONTEXT_CLASSES, DATASET_BG_THRESH, VOC_CLASSES
+from groupvit.errors import InputError
 
 register_all_modules(init_default_scope=True)  # transforms resolve in the mmseg scope, as under the Runner
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -110,7 +111,7 @@ def test_custom_dataset(tmp_path: Path) -> None:
     cfg, dataset = _build("groupvit_s_custom.py", root)
     assert len(dataset) == 3 and dataset.metainfo["classes"] == ("background", "cat", "dog")
     cfg.test_dataloader.dataset.metainfo = None
-    with pytest.raises(ValueError, match="needs class names"):
+    with pytest.raises(InputError, match="needs class names"):
         DATASETS.build(dict(cfg.test_dataloader.dataset, data_root=str(root)))
 
 
@@ -140,3 +141,65 @@ def test_wrong_paths_give_clear_errors(tmp_path: Path, breakage: str, message: s
     with pytest.raises(FileNotFoundError, match=message) as info:
         _build("groupvit_s_voc.py", root, **overrides)
     assert "expects images '<name>.jpg'" in str(info.value)
+
+
+def _custom(tmp_path: Path, label: np.ndarray, mode: str = "L", size: tuple[int, int] = (16, 12)) -> Path:
+    """One image (``size`` = W x H) and one label map in the custom config's layout."""
+    root = tmp_path / "mine"
+    (root / "images/val").mkdir(parents=True)
+    (root / "annotations/val").mkdir(parents=True)
+    Image.fromarray(np.zeros((size[1], size[0], 3), dtype=np.uint8)).save(root / "images/val/a.jpg")
+    image = Image.fromarray(label, mode=mode)
+    if mode == "P":
+        image.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * (256 - 3) * 3)
+    image.save(root / "annotations/val/a.png")
+    return root
+
+
+def test_palette_label_maps_are_single_channel(tmp_path: Path) -> None:
+    label = np.tile(np.array([0, 1, 2, 255], dtype=np.uint8), (12, 4))
+    _, dataset = _build("groupvit_s_custom.py", _custom(tmp_path, label, mode="P"))
+    assert np.array_equal(dataset[0]["data_samples"].gt_sem_seg.data[0].numpy(), label)
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        (
+            "values",
+            r"label map .*a\.png holds values 3, 8 outside the 3 classes \(valid: 0\.\.2, and 255 = ignored\)",
+        ),
+        ("size", r"label map .*a\.png is 10x16 \(HxW\) but its image .*a\.jpg is 12x16: each label map"),
+        ("rgb", r"label map .*a\.png has shape \(12, 16, 3\), not one channel: .* not RGB colours"),
+    ],
+)
+def test_bad_label_maps_name_the_file(tmp_path: Path, case: str, message: str) -> None:
+    label = np.zeros((12, 16), dtype=np.uint8)
+    mode = "L"
+    if case == "values":  # a 9-class map under the custom config's 3 classes
+        label[0, :4] = [1, 2, 3, 8]
+    elif case == "size":
+        label = label[:10]
+    elif case == "rgb":
+        label, mode = np.zeros((12, 16, 3), dtype=np.uint8), "RGB"
+    _, dataset = _build("groupvit_s_custom.py", _custom(tmp_path, label, mode))
+    with pytest.raises(InputError, match=message):
+        dataset[0]
+
+
+def test_reduced_labels_are_reported_as_stored(tmp_path: Path) -> None:
+    root = tmp_path / "VOC2010"
+    _write_pairs(root / "JPEGImages", root / "SegmentationClassContext", ["2008_000002"], ".png", 60)
+    label = np.zeros((12, 16), dtype=np.uint8)
+    label[0, 0] = 61  # Context59 stores 0 (ignored) and 1..59
+    Image.fromarray(label, mode="L").save(root / "SegmentationClassContext" / "2008_000002.png")
+    (root / "ImageSets" / "SegmentationContext").mkdir(parents=True)
+    (root / "ImageSets" / "SegmentationContext" / "val.txt").write_text("2008_000002\n")
+    _, full = _build("groupvit_s_context.py", root)
+    with pytest.raises(InputError, match=r"holds values 61 outside the 60 classes \(valid: 0\.\.59, and 255"):
+        full[0]
+    _, reduced = _build("groupvit_s_context59.py", root)
+    with pytest.raises(
+        InputError, match=r"holds values 61 outside the 59 classes \(valid: 0\.\.59 with 0 ignored"
+    ):
+        reduced[0]

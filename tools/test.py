@@ -6,7 +6,9 @@ Same as ``mim test mmseg CONFIG --checkpoint CKPT``, without mim:
     python tools/test.py configs/groupvit/groupvit_s_voc.py CKPT --show-dir work_dirs/vis \
         --cfg-options test_dataloader.dataset.data_root=/data/VOC2012
 
-The checkpoint may be in the official, HF transformers or our layout.
+The checkpoint may be in the official, HF transformers or our layout. Bad input (a missing file or
+folder, a checkpoint that does not fit, a label map that cannot be scored) ends with one line,
+``test.py: error: ...``, and exit status 2.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmseg_plugins  # noqa: F401  (compat layer, then GroupViT's mmseg modules)
+from groupvit.errors import InputError, report_input_errors
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,7 +71,7 @@ def build_config(args: argparse.Namespace) -> Config:
     if args.show or args.show_dir:
         hook = cfg.default_hooks.get("visualization")
         if hook is None:
-            raise RuntimeError("--show / --show-dir need default_hooks.visualization (SegVisualizationHook)")
+            raise InputError("--show / --show-dir need default_hooks.visualization (SegVisualizationHook)")
         hook["draw"] = True
         if args.show:
             hook["show"] = True
@@ -81,13 +84,26 @@ def build_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def _original_message(error: Exception) -> str:
+    """The message an error had where it was raised: a DataLoader worker's error reaches the main
+    process as "Caught X in DataLoader worker process N. Original Traceback ...", whose last line
+    is ``<module>.X: <message>``."""
+    text = str(error)
+    if "Original Traceback" not in text:
+        return text
+    last = text.strip().splitlines()[-1]
+    return last.split(f"{type(error).__name__}: ", 1)[-1]
+
+
+@report_input_errors("test.py")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not osp.isfile(args.checkpoint) and "://" not in args.checkpoint:
-        print(f"error: checkpoint {args.checkpoint!r} does not exist", file=sys.stderr)
-        return 2
-    runner = Runner.from_cfg(build_config(args))
-    runner.test()
+        raise InputError(f"checkpoint {args.checkpoint!r} does not exist")
+    try:
+        Runner.from_cfg(build_config(args)).test()
+    except (InputError, FileNotFoundError) as error:
+        raise type(error)(_original_message(error)) from None
     return 0
 
 

@@ -10,8 +10,9 @@ from typing import Any
 _EXPORTS = {
     "ImageTextFolder": "groupvit.data.folder",
     "read_index": "groupvit.data.folder",
+    "ImageTextStream": "groupvit.data.webdataset",
     "build_webdataset": "groupvit.data.webdataset",
-    "expand_sources": "groupvit.data.webdataset",
+    "expand_sources": "groupvit.data.shards",
     "CaptionTransform": "groupvit.data.captions",
     "extract_nouns": "groupvit.data.captions",
     "extract_words": "groupvit.data.captions",

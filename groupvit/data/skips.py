@@ -1,8 +1,9 @@
 """Bookkeeping for corrupt samples: skip them, count them, never stop training.
 
 Every training sample carries ``skipped``: how many corrupt samples its stream
-(one DataLoader worker, one source) skipped since the previous sample it
-emitted. Summing ``skipped`` over the batches of all workers gives the total,
+(one DataLoader worker) skipped since the previous sample it emitted. The count
+is of samples: one unusable sample counts one, whatever number of errors it
+raised. Summing ``skipped`` over the batches of all workers gives the total,
 which the training loop logs.
 """
 
@@ -37,19 +38,25 @@ class SkipCounter:
     def __init__(self, log_first: int = 10, log_every: int = 1000) -> None:
         self.pending = 0
         self.total = 0
+        self.shard_errors = 0
         self.log_first = log_first
         self.log_every = log_every
 
+    def _worth_logging(self, count: int) -> bool:
+        return count <= self.log_first or count % self.log_every == 0
+
     def skip(self, reason: str) -> None:
+        """Count one unusable sample."""
         self.pending += 1
         self.total += 1
-        if self.total <= self.log_first or self.total % self.log_every == 0:
+        if self._worth_logging(self.total):
             logger.warning("skipped corrupt sample #%d: %s", self.total, reason)
 
-    def handler(self, exn: Exception) -> bool:
-        """A webdataset ``handler``: count the error and go on (True = continue)."""
-        self.skip(f"{type(exn).__name__}: {exn}")
-        return True
+    def shard_error(self, reason: str) -> None:
+        """Log a shard that could not be read at all; it is no sample, so it is not counted."""
+        self.shard_errors += 1
+        if self._worth_logging(self.shard_errors):
+            logger.warning("skipped unreadable shard #%d: %s", self.shard_errors, reason)
 
     def pop(self) -> int:
         pending, self.pending = self.pending, 0
@@ -57,4 +64,4 @@ class SkipCounter:
 
     def __getstate__(self) -> dict:
         # a copy sent to a DataLoader worker starts from zero
-        return {**self.__dict__, "pending": 0, "total": 0}
+        return {**self.__dict__, "pending": 0, "total": 0, "shard_errors": 0}
