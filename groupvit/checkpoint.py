@@ -338,13 +338,18 @@ def load_checkpoint(
     ]
     if missing or unexpected or mismatched:
         name = f"model {model_name!r}" if model_name else "this model"
-        raise RuntimeError(
+        raise CheckpointMismatchError(
             f"checkpoint does not fit {name} (file layout: {layout}; {describe_state_dict(sd)}).\n"
             + _listing("missing keys", missing)
             + _listing("unexpected keys", unexpected)
             + _listing("shape mismatches", mismatched)
         )
     model.load_state_dict(sd, strict=True)
+
+
+class CheckpointMismatchError(InputError, RuntimeError):
+    """The checkpoint's weights do not fit the model (another preset): the message lists the keys.
+    A ``RuntimeError`` as ``load_state_dict``'s own mismatch error is, and an :class:`InputError`."""
 
 
 def _listing(title: str, items: list[str], limit: int = 12) -> str:
