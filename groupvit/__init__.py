@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "create_model": "groupvit.factory",
+    "create_model_and_transforms": "groupvit.factory",
     "list_models": "groupvit.factory",
     "get_tokenizer": "groupvit.factory",
     "get_model_config": "groupvit.factory",

@@ -16,6 +16,7 @@ from groupvit.config import GroupViTConfig, apply_overrides
 from groupvit.models.groupvit import GroupViT
 
 if TYPE_CHECKING:
+    from groupvit.preprocess import EvalTransform
     from groupvit.tokenizer import Tokenizer
 
 _CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
@@ -69,6 +70,23 @@ def create_model(
 
         load_checkpoint(model, checkpoint, model_name=name)
     return model
+
+
+def create_model_and_transforms(
+    name: str,
+    checkpoint: str | Path | dict[str, torch.Tensor] | None = None,
+    **overrides: Any,
+) -> tuple[GroupViT, EvalTransform]:
+    """:func:`create_model` in ``eval()`` mode, and the transform for its evaluation input.
+
+    ``transform(image)`` turns a path, a PIL image or an ``HxWx3`` uint8 array into the
+    ImageNet-normalised ``[3, h, w]`` tensor at the preset's ``config.inference.short_side``
+    (448 for GroupViT-S, 320 for the synthetic model), as open_clip's ``preprocess`` does for CLIP.
+    """
+    from groupvit.preprocess import EvalTransform
+
+    model = create_model(name, checkpoint=checkpoint, **overrides).eval()
+    return model, EvalTransform(model.config.inference.short_side)
 
 
 def get_tokenizer(context_length: int = 77) -> Tokenizer:

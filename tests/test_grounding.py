@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -233,3 +236,77 @@ def test_grounding_jsonl_errors(tmp_path) -> None:
     )
     (record,) = read_grounding_jsonl(tmp_path / "g.jsonl")
     assert record.label_map == tmp_path / "ann_dir" / "val" / "0.png" and record.phrases == (((2, 5), 3),)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@pytest.fixture(scope="module")
+def val_scenes(tmp_path_factory) -> Path:
+    """Four synthetic val scenes with grounding.jsonl, as tools/make_synthetic_data.py writes them."""
+    root = tmp_path_factory.mktemp("scenes")
+    tool = Path(__file__).resolve().parents[1] / "tools" / "make_synthetic_data.py"
+    argv = [sys.executable, str(tool), "--out", str(root), "--num-train", "0", "--num-val", "4"]
+    subprocess.run(argv, check=True, capture_output=True)
+    return root / "val"
+
+
+def test_ground_cli_writes_picture_masks_and_json(val_scenes: Path, tmp_path: Path, capsys) -> None:
+    from groupvit.cli import ground
+
+    image = val_scenes / "img_dir" / "val" / "000001.png"
+    caption = "A drawing of a flower, a car and a golden star in front of a blanket."
+    out = tmp_path / "out"
+    assert (
+        ground.main([str(image), "--caption", caption, "--checkpoint", str(SHIPPED), "--out", str(out)]) == 0
+    )
+    record = json.loads((out / "000001.json").read_text())
+    assert record["caption"] == caption
+    assert [p["text"] for p in record["phrases"]][1:4] == ["a flower", "a car", "a golden star"]
+    for phrase in record["phrases"]:
+        assert caption[slice(*phrase["span"])] == phrase["text"]
+        mask = np.asarray(Image.open(out / phrase["mask"])) > 0
+        assert mask.shape == (64, 64) and mask.mean() == pytest.approx(phrase["pixel_share"], abs=1e-4)
+    picture = Image.open(out / "000001_grounding.png")
+    assert picture.width == 384 and picture.height > 384  # 64 px upscaled 6x, the caption below
+    assert "PhraseGrounder(" in capsys.readouterr().err
+
+
+def test_ground_cli_bad_inputs(val_scenes: Path, tmp_path: Path, capsys) -> None:
+    from groupvit.cli import ground
+
+    good = val_scenes / "img_dir" / "val" / "000000.png"
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(
+        json.dumps({"image": str(good), "caption": "two trees"}) + "\n"
+        + json.dumps({"image": "bad.png", "caption": "a tree"}) + "\n"
+        + json.dumps({"image": str(good), "caption": "  "}) + "\n"
+        + json.dumps({"image": str(good), "caption": "and then, quickly"}) + "\n"
+    )  # fmt: skip
+    out = tmp_path / "out"
+    assert ground.main(["--captions", str(pairs), "--checkpoint", str(SHIPPED), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "skipping " + str(tmp_path / "bad.png") + ": cannot read image" in err
+    assert "skipping " + str(good) + ": the caption is empty" in err
+    assert "the caption 'and then, quickly' has no noun phrase: nothing grounded" in err
+    assert "grounded 2 image(s), skipped 2" in err
+    pairs.write_text('{"image": "x.png"}\n')
+    assert ground.main(["--captions", str(pairs), "--checkpoint", str(SHIPPED)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f'groupvit-ground: error: {pairs}:1: expected {{"image": ..., "caption": ...}}, got \'{{"image": "x.png"}}\''
+    )
+    with pytest.raises(SystemExit):
+        ground.main([str(good), "--checkpoint", str(SHIPPED)])  # neither --caption nor --captions
+    assert "give either --caption" in capsys.readouterr().err
+
+
+def test_eval_grounding_on_shipped_model(val_scenes: Path, tmp_path: Path) -> None:
+    from groupvit.cli import eval_grounding
+
+    summary_path = tmp_path / "g.json"
+    argv = [str(val_scenes / "grounding.jsonl"), "--checkpoint", str(SHIPPED), "--json", str(summary_path)]
+    assert eval_grounding.main(argv) == 0
+    summary = json.loads(summary_path.read_text())
+    assert summary["images"] == 4 and summary["phrases"] == 7 and summary["parse_misses"] == 0
+    assert summary["phrase_miou"] > 30.0  # the shipped model grounds most of these phrases
