@@ -91,6 +91,7 @@ def average_windows(windows: Iterable[tuple[Box, Tensor]], size: tuple[int, int]
             count = torch.zeros(1, 1, height, width, device=out.device)
         total[:, :, y0:y1, x0:x1] += out
         count[:, :, y0:y1, x0:x1] += 1
+        del out  # not alive while the next window is scored
     if total is None or count is None:
         raise ValueError("no windows to average")
     return total.div_(count.to(total.dtype))  # in place: a second [B, C, H, W] copy can be gigabytes
@@ -124,6 +125,7 @@ def slide_inference(
             if tuple(out.shape) != expected:
                 raise ValueError(f"window function returned shape {tuple(out.shape)}, expected {expected}")
             yield (y0, y1, x0, x1), out
+            del out  # not alive while the next window is scored
 
     return average_windows(windows(), (height, width))
 
