@@ -10,6 +10,10 @@ SYNTHETIC := data/synthetic
 DEMO_CFG := configs/groupvit/groupvit_tiny_synthetic.py
 DEMO_CKPT := checkpoints/groupvit_tiny_synthetic.pth
 DEMO_DIR := work_dirs/demo
+# NLTK's tokenizer and tagger data for the noun prompts; $(VENV)/nltk_data is on NLTK's default path.
+NLTK_PACKAGES := punkt_tab averaged_perceptron_tagger_eng
+NLTK_FOUND := import nltk; [nltk.data.find(r) for r in ("tokenizers/punkt_tab/english/", "taggers/averaged_perceptron_tagger_eng/")]
+TIMEOUT := $(if $(shell command -v timeout),timeout 120,)
 
 .PHONY: install test lint demo demo-train bench clean
 
@@ -18,6 +22,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install -q --upgrade "pip>=23" "setuptools>=77,<81" wheel
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@# Offline this fetch fails quietly: the tests that need the data skip and say how to get it.
+	@$(PY) -c '$(NLTK_FOUND)' 2>/dev/null || $(TIMEOUT) $(PY) -W ignore -m nltk.downloader -q \
+		-d $(VENV)/nltk_data $(NLTK_PACKAGES) >/dev/null 2>&1 || true
+	@$(PY) -c '$(NLTK_FOUND)' 2>/dev/null || echo "NLTK data not downloaded (offline?); later:" \
+		"$(PY) -m nltk.downloader -d $(VENV)/nltk_data $(NLTK_PACKAGES)"
 	touch $@
 
 install: $(VENV)/.installed

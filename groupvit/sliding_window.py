@@ -5,15 +5,24 @@ inside, and when the image is smaller than the window along an axis the window s
 to the image. Overlapping window outputs are summed and divided by the per-pixel count.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["pair", "window_starts", "window_grid", "window_count", "slide_inference", "resize_scores"]
+__all__ = [
+    "pair",
+    "window_starts",
+    "window_grid",
+    "window_count",
+    "average_windows",
+    "slide_inference",
+    "resize_scores",
+]
 
 Size2 = int | tuple[int, int]
+Box = tuple[int, int, int, int]  # (y0, y1, x0, x1), half-open
 
 
 def pair(value: Size2, name: str = "value") -> tuple[int, int]:
@@ -42,7 +51,7 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
     return [min(i * stride, last) for i in range(num)]
 
 
-def window_grid(size: tuple[int, int], window: Size2, stride: Size2) -> list[tuple[int, int, int, int]]:
+def window_grid(size: tuple[int, int], window: Size2, stride: Size2) -> list[Box]:
     """All windows ``(y0, y1, x0, x1)`` (half-open) covering an image of ``size = (H, W)``."""
     (win_h, win_w), (stride_h, stride_w) = pair(window, "window"), pair(stride, "stride")
     height, width = size
@@ -59,6 +68,33 @@ def window_count(size: tuple[int, int], window: Size2, stride: Size2) -> Tensor:
     for y0, y1, x0, x1 in window_grid(size, window, stride):
         count[y0:y1, x0:x1] += 1
     return count
+
+
+def average_windows(windows: Iterable[tuple[Box, Tensor]], size: tuple[int, int]) -> Tensor:
+    """Sum window score maps into place and divide by the per-pixel window count.
+
+    Args:
+        windows: ``(y0, y1, x0, x1)`` boxes (half-open, from :func:`window_grid`) with their score
+            maps [B, C, y1 - y0, x1 - x0]; consumed one at a time, so a generator keeps one map alive.
+        size: (H, W) of the image the boxes cover.
+
+    Returns:
+        Tensor [B, C, H, W] in channels-last memory order (like the window maps, so that the final
+        per-pixel argmax reads contiguous rows). A window adds exact zeros where its map is 0.
+    """
+    height, width = size
+    total: Tensor | None = None
+    count: Tensor | None = None
+    for (y0, y1, x0, x1), out in windows:
+        if total is None:
+            total = out.new_zeros(out.shape[0], height, width, out.shape[1]).permute(0, 3, 1, 2)
+            count = torch.zeros(1, 1, height, width, device=out.device)
+        total[:, :, y0:y1, x0:x1] += out
+        count[:, :, y0:y1, x0:x1] += 1
+        del out  # not alive while the next window is scored
+    if total is None or count is None:
+        raise ValueError("no windows to average")
+    return total.div_(count.to(total.dtype))  # in place: a second [B, C, H, W] copy can be gigabytes
 
 
 def slide_inference(
@@ -81,20 +117,17 @@ def slide_inference(
         Tensor [B, C, H, W]: sum of the per-window maps divided by the per-pixel window count.
     """
     batch, _, height, width = images.shape
-    total: Tensor | None = None
-    count = torch.zeros(1, 1, height, width, device=images.device)
-    for y0, y1, x0, x1 in window_grid((height, width), window, stride):
-        out = fn(images[:, :, y0:y1, x0:x1])
-        expected = (batch, num_channels, y1 - y0, x1 - x0)
-        if tuple(out.shape) != expected:
-            raise ValueError(f"window function returned shape {tuple(out.shape)}, expected {expected}")
-        if total is None:
-            # channels-last like the window scores: the final per-pixel argmax reads contiguous rows
-            total = out.new_zeros(batch, height, width, num_channels).permute(0, 3, 1, 2)
-        total[:, :, y0:y1, x0:x1] += out
-        count[:, :, y0:y1, x0:x1] += 1
-    assert total is not None  # window_grid always yields at least one window
-    return total / count.to(total.dtype)
+
+    def windows() -> Iterator[tuple[Box, Tensor]]:
+        for y0, y1, x0, x1 in window_grid((height, width), window, stride):
+            out = fn(images[:, :, y0:y1, x0:x1])
+            expected = (batch, num_channels, y1 - y0, x1 - x0)
+            if tuple(out.shape) != expected:
+                raise ValueError(f"window function returned shape {tuple(out.shape)}, expected {expected}")
+            yield (y0, y1, x0, x1), out
+            del out  # not alive while the next window is scored
+
+    return average_windows(windows(), (height, width))
 
 
 def resize_scores(scores: Tensor, size: tuple[int, int]) -> Tensor:

@@ -11,7 +11,11 @@ Pipeline for an image of size (H, W) and K class names:
    image-level top-k classes (:func:`group_class_affinity`);
 4. scores [K, H, W] = one-hot groups @ affinity, plus a thresholded background channel
    (:func:`background_channel`);
-5. optionally on sliding windows (:func:`slide_inference`).
+5. optionally on sliding windows (:func:`average_windows`).
+
+``predict`` returns the dense scores [B, K+1, H, W]; ``predict_labels`` gives the same labels from
+the few channels that can win (background and each image's top-k classes), so its memory does not
+grow with K.
 
 The pure functions live in :mod:`groupvit.zero_shot_functional` and
 :mod:`groupvit.sliding_window`; they are re-exported here, next to the stateful
@@ -27,13 +31,18 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from groupvit.sliding_window import pair, resize_scores, slide_inference, window_grid
+from groupvit.errors import InputError
+from groupvit.sliding_window import Box, average_windows, pair, resize_scores, slide_inference, window_grid
 from groupvit.templates import get_templates
 from groupvit.zero_shot_functional import (
+    active_channels,
     background_channel,
     build_class_embeddings,
+    gather_scores,
     group_class_affinity,
+    group_scores,
     group_to_pixel_map,
+    pixel_group_ids,
     resize_group_ids,
     scores_from_features,
     stage_group_maps,
@@ -52,6 +61,10 @@ __all__ = [
     "group_class_affinity",
     "background_channel",
     "scores_from_features",
+    "group_scores",
+    "pixel_group_ids",
+    "gather_scores",
+    "active_channels",
     "slide_inference",
     "resize_scores",
 ]
@@ -70,6 +83,9 @@ class ZeroShotSegmenter:
     Holds the class list and caches its text embeddings; ``predict`` runs the paper's
     protocol on already resized, ImageNet-normalised images. Put the model in ``eval()``
     first (its projection heads hold BatchNorm).
+
+    The class list and the templates are fixed at construction (they define the cached
+    embeddings): for another vocabulary build another segmenter on the same model.
 
     Args:
         model: GroupViT (``forward_segmentation``, ``encode_text``, ``logit_scale_value``).
@@ -98,33 +114,57 @@ class ZeroShotSegmenter:
         stride: int | tuple[int, int] = 224,
     ) -> None:
         if not 0.0 <= bg_thresh <= 1.0:
-            raise ValueError(f"bg_thresh must be in [0, 1], got {bg_thresh}")
+            raise InputError(f"bg_thresh must be in [0, 1], got {bg_thresh}")
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+            raise InputError(f"top_k must be a positive int, got {top_k!r}")
         if mode not in ("whole", "slide"):
-            raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
+            raise InputError(f"mode must be 'whole' or 'slide', got {mode!r}")
         self.window, self.stride = pair(window, "window"), pair(stride, "stride")
         if self.stride[0] > self.window[0] or self.stride[1] > self.window[1]:
-            raise ValueError(
+            raise InputError(
                 f"stride {self.stride} must not exceed window {self.window}: pixels would be skipped"
             )
         self.model = model
-        self.class_names = _check_class_names(class_names)
-        if background and any(name.strip().lower() == "background" for name in self.class_names):
+        self._class_names = _check_class_names(class_names)
+        if background and any(name.strip().lower() == "background" for name in self._class_names):
             # Channel 0 already is background; a "background" text class would shift every label by one.
-            raise ValueError(
+            raise InputError(
                 "class_names contains 'background' while background=True adds it as channel 0; "
                 "pass the foreground classes only (e.g. VOC_CLASSES[1:])"
             )
-        self.templates = get_templates(templates)
+        self._templates = tuple(get_templates(templates))
         self.background, self.bg_thresh, self.top_k, self.mode = background, float(bg_thresh), top_k, mode
         self._tokenizer = tokenizer
         self._cache: tuple[tuple, Tensor] | None = None
 
     @property
+    def class_names(self) -> tuple[str, ...]:
+        """The K foreground class names (read-only: the cached embeddings belong to them)."""
+        return self._class_names
+
+    @class_names.setter
+    def class_names(self, value: Sequence[str]) -> None:
+        raise AttributeError(
+            "ZeroShotSegmenter.class_names is fixed (its text embeddings are cached): "
+            "build a new ZeroShotSegmenter(model, class_names, ...) for another class list"
+        )
+
+    @property
+    def templates(self) -> tuple[str, ...]:
+        """The prompt templates (read-only, like :attr:`class_names`)."""
+        return self._templates
+
+    @templates.setter
+    def templates(self, value: Sequence[str]) -> None:
+        raise AttributeError(
+            "ZeroShotSegmenter.templates is fixed (its text embeddings are cached): "
+            "build a new ZeroShotSegmenter(model, class_names, templates=...) for other templates"
+        )
+
+    @property
     def num_classes(self) -> int:
         """Number of score channels C (K, plus one with background)."""
-        return len(self.class_names) + int(self.background)
+        return len(self._class_names) + int(self.background)
 
     @property
     def tokenizer(self) -> Callable[[list[str]], Tensor]:
@@ -147,7 +187,7 @@ class ZeroShotSegmenter:
         key = (device, dtype, tuple((id(p), _version(p)) for p in self.model.parameters()))
         if self._cache is None or self._cache[0] != key:
             embeds = build_class_embeddings(
-                self.model, self.tokenizer, self.class_names, self.templates, device
+                self.model, self.tokenizer, self._class_names, self._templates, device
             )
             self._cache = (key, embeds.to(dtype))
         return self._cache[1]
@@ -160,32 +200,75 @@ class ZeroShotSegmenter:
     def predict(self, images: Tensor) -> SegmentationResult:
         """Segment a batch of images [B, 3, H, W] (resized and ImageNet-normalised).
 
+        An empty batch (B = 0) gives empty results of the same layout, as torch ops do, so that
+        callers need no special case for it.
+
         Returns:
             ``SegmentationResult(scores [B, C, H, W], labels [B, H, W])`` at the input size;
             resize ``scores`` to the original image size with :func:`resize_scores` before the
-            argmax when the input was resized.
+            argmax when the input was resized. The dense scores take B * C * H * W floats (6 GB
+            for one 448x672 image and 5,000 classes): :meth:`predict_labels` needs only the labels.
         """
         images = self._prepare(images)
-        if self.mode == "whole":
-            scores = self._score(images)
-        else:
-            scores = slide_inference(self._score, images, self.window, self.stride, self.num_classes)
+        size = (images.shape[-2], images.shape[-1])
+        if images.shape[0] == 0:
+            scores = images.new_zeros(0, self.num_classes, *size)
+            return SegmentationResult(scores=scores, labels=scores.argmax(dim=1))
+        scores = self._assemble(self._passes(images), size, channels=None)
         return SegmentationResult(scores=scores, labels=scores.argmax(dim=1))
+
+    @torch.no_grad()
+    def predict_labels(self, images: Tensor, output_size: tuple[int, int] | None = None) -> Tensor:
+        """Labels of a batch [B, 3, H, W] without the dense [B, C, H, W] scores.
+
+        Only the channels that can be non-zero are scored (:func:`active_channels`: background
+        and each image's top-k classes, over every window), so memory grows with
+        1 + B * windows * top_k channels instead of with the number of classes.
+
+        Exact: at the input size the labels equal ``predict(images).labels`` bit for bit (whole
+        and slide mode: the kept channels hold the same values, the others are exactly 0 and
+        cannot win the argmax). With ``output_size`` the kept channels are resized bilinearly
+        as :func:`resize_scores` resizes the dense scores; the labels are those of
+        ``resize_scores(predict(images).scores, output_size).argmax(1)`` except where two
+        classes tie within float rounding (the CPU kernel may round a channel differently by
+        one ulp depending on how many channels it is given).
+
+        Args:
+            images: [B, 3, H, W], resized and ImageNet-normalised; B = 0 gives [0, *size].
+            output_size: (H0, W0) to resize the scores to before the argmax (the original image
+                size); None keeps (H, W).
+
+        Returns:
+            LongTensor [B, H0, W0] of channel ids (0 = background when ``background``).
+        """
+        images = self._prepare(images)
+        size = (images.shape[-2], images.shape[-1])
+        out_size = size if output_size is None else pair(output_size, "output_size")
+        if images.shape[0] == 0:
+            return torch.zeros(0, *out_size, dtype=torch.long, device=images.device)
+        passes = self._passes(images)
+        channels = active_channels([rows for _, rows, _ in passes])
+        scores = resize_scores(self._assemble(passes, size, channels), out_size)
+        return channels[scores.argmax(dim=1)]
 
     @torch.no_grad()
     def group_maps(self, images: Tensor) -> tuple[Tensor, ...]:
         """Hard group id per pixel for every grouping stage (whole image, no sliding).
 
-        Stage s uses the product of the soft assignments of stages 1..s.
+        Stage s uses the product of the soft assignments of stages 1..s. An empty batch gives
+        empty maps (the model runs on one blank image to know its stages).
 
         Returns:
             tuple over stages of LongTensor [B, H, W] with values in [0, G_s).
         """
         images = self._prepare(images)
-        features = self.model.forward_segmentation(images)
+        batch = images.shape[0]
+        features = self.model.forward_segmentation(
+            images if batch else images.new_zeros(1, *images.shape[1:])
+        )
         size = (images.shape[-2], images.shape[-1])
         return tuple(
-            resize_group_ids(group_map, features.grid_size, size)
+            resize_group_ids(group_map, features.grid_size, size)[:batch]
             for group_map in stage_group_maps(features.assignments)
         )
 
@@ -201,28 +284,60 @@ class ZeroShotSegmenter:
         For a caller that needs the features too: when :meth:`single_pass` holds, these are
         :meth:`predict`'s scores, without a second forward pass.
         """
-        return scores_from_features(
+        return gather_scores(self._group_scores(features), pixel_group_ids(features, size))
+
+    def _group_scores(self, features: SegmentationFeatures) -> Tensor:
+        """Score row [B, G, C] of every final group of one forward pass."""
+        return group_scores(
             features,
             self.class_embeddings,
             self.model.logit_scale_value(),
-            size,
             background=self.background,
             bg_thresh=self.bg_thresh,
             top_k=self.top_k,
         )
 
-    def _score(self, images: Tensor) -> Tensor:
-        """[B, 3, h, w] -> scores [B, C, h, w] from one forward pass."""
-        return self.score_features(
-            self.model.forward_segmentation(images), (images.shape[-2], images.shape[-1])
+    def _passes(self, images: Tensor) -> list[tuple[Box, Tensor, Tensor]]:
+        """One forward pass per window (the whole image in whole mode), kept small:
+        ``(box, rows [B, G, C], group_ids [B, h, w])``, so the channels are chosen after all passes."""
+        height, width = images.shape[-2:]
+        boxes = (
+            [(0, height, 0, width)]
+            if self.mode == "whole"
+            else window_grid((height, width), self.window, self.stride)
+        )
+        passes = []
+        for y0, y1, x0, x1 in boxes:
+            features = self.model.forward_segmentation(images[:, :, y0:y1, x0:x1])
+            group_ids = pixel_group_ids(features, (y1 - y0, x1 - x0))
+            passes.append(((y0, y1, x0, x1), self._group_scores(features), group_ids))
+        return passes
+
+    def _assemble(
+        self, passes: list[tuple[Box, Tensor, Tensor]], size: tuple[int, int], channels: Tensor | None
+    ) -> Tensor:
+        """Score maps [B, M, H, W] of ``channels`` (all C when None) from the passes; sliding
+        windows are averaged where they overlap, one window's maps alive at a time."""
+        if self.mode == "whole":
+            ((_, rows, group_ids),) = passes
+            return gather_scores(rows, group_ids, channels)
+        return average_windows(
+            ((box, gather_scores(rows, group_ids, channels)) for box, rows, group_ids in passes), size
         )
 
     def _prepare(self, images: Tensor) -> Tensor:
         if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
             shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-            raise ValueError(f"images must be a float tensor [B, 3, H, W], got {shape}")
+            raise InputError(f"images must be a float tensor [B, 3, H, W], got {shape}")
         if not images.is_floating_point():
-            raise ValueError(f"images must be float (ImageNet-normalised), got {images.dtype}")
+            raise InputError(f"images must be float (ImageNet-normalised), got {images.dtype}")
+        bad = (~torch.isfinite(images).flatten(1).all(dim=1)).nonzero().flatten().tolist()
+        if bad:
+            # NaN pixels would still get labels (argmax of NaN scores): a broken input, not a prediction.
+            raise InputError(
+                f"images {bad} of the batch of {images.shape[0]} hold NaN or infinite values: "
+                "check the image loading and normalisation"
+            )
         if getattr(self.model, "training", False):
             warnings.warn("ZeroShotSegmenter: the model is in training mode; call model.eval()", stacklevel=3)
         device, dtype = _device_dtype(self.model)
@@ -230,7 +345,7 @@ class ZeroShotSegmenter:
 
     def __repr__(self) -> str:
         return (
-            f"ZeroShotSegmenter(num_classes={len(self.class_names)}, templates={len(self.templates)}, "
+            f"ZeroShotSegmenter(num_classes={len(self._class_names)}, templates={len(self._templates)}, "
             f"background={self.background}, bg_thresh={self.bg_thresh}, top_k={self.top_k}, mode={self.mode!r}, "
             f"window={self.window}, stride={self.stride})"
         )
@@ -255,11 +370,12 @@ def _check_class_names(class_names: Sequence[str]) -> tuple[str, ...]:
         raise TypeError(f"class_names must be a list of str, got {type(class_names).__name__}")
     names = tuple(class_names)
     if not names:
-        raise ValueError("class_names must not be empty")
+        raise InputError("class_names must not be empty: pass at least one class name")
     for index, name in enumerate(names):
         if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"class name at index {index} is empty or not a string: {name!r}")
-    # Names the tokenizer cannot tell apart (case, spacing) would give identical embeddings.
+            raise InputError(f"class name at index {index} is empty or not a string: {name!r}")
+    # Names the tokenizer cannot tell apart (case, spacing) would give identical embeddings, and
+    # the argmax would never pick the second of two equal channels.
     seen: dict[str, str] = {}
     duplicates = []
     for name in names:
@@ -268,5 +384,8 @@ def _check_class_names(class_names: Sequence[str]) -> tuple[str, ...]:
             duplicates.append(f"{seen[key]!r} / {name!r}")
         seen.setdefault(key, name)
     if duplicates:
-        raise ValueError(f"duplicate class names: {', '.join(duplicates)}")
+        raise InputError(
+            f"duplicate class names: {', '.join(duplicates)} (the text encoder ignores case and spacing); "
+            "keep one of each"
+        )
     return names

@@ -24,6 +24,10 @@ __all__ = [
     "resize_group_ids",
     "group_class_affinity",
     "background_channel",
+    "group_scores",
+    "pixel_group_ids",
+    "gather_scores",
+    "active_channels",
     "scores_from_features",
 ]
 
@@ -172,6 +176,94 @@ def background_channel(fg_scores: Tensor, affinity: Tensor, bg_thresh: float) ->
     return is_bg.to(fg_scores.dtype)
 
 
+def group_scores(
+    features: SegmentationFeatures,
+    class_embeds: Tensor,
+    logit_scale: Tensor | float,
+    background: bool = True,
+    bg_thresh: float = 0.95,
+    top_k: int = 5,
+) -> Tensor:
+    """Steps 3-5 per final group: the score row that every pixel of a group gets.
+
+    One-hot groups @ affinity gives each pixel its group's row, and the background test only
+    looks at that row, so the score maps are these rows gathered per pixel (:func:`gather_scores`).
+
+    Args:
+        features: ``SegmentationFeatures`` (projected unnormalised group and image embeddings).
+        class_embeds: [K, D] L2-normalised class embeddings.
+        logit_scale: scalar, min(exp(logit_scale), 100).
+        background: prepend the background channel.
+        bg_thresh: background threshold (used when ``background``).
+        top_k: image-level classes kept per image.
+
+    Returns:
+        Tensor [B, G, C], C = K + 1 (background at channel 0) or K; a class outside an image's
+        top-k is exactly 0 in every row of that image.
+    """
+    num_groups = features.assignments[-1].shape[1]
+    group_embeds = F.normalize(features.group_embeds, dim=-1)
+    if group_embeds.shape[1] != num_groups:
+        raise ValueError(
+            f"{group_embeds.shape[1]} group embeddings but the last assignment has {num_groups} groups"
+        )
+    image_embeds = F.normalize(features.image_embeds, dim=-1)
+    affinity = group_class_affinity(group_embeds, image_embeds, class_embeds, logit_scale, top_k)  # [B, G, K]
+    rows = affinity.to(features.assignments[-1].dtype)
+    if not background:
+        return rows
+    group_bg = background_channel(rows.transpose(1, 2)[..., None], affinity, bg_thresh)  # [B, 1, G, 1]
+    return torch.cat([group_bg[:, 0], rows], dim=-1)
+
+
+def pixel_group_ids(features: SegmentationFeatures, output_size: tuple[int, int]) -> Tensor:
+    """Final-stage hard group id per pixel (step 2): LongTensor [B, H, W] at ``output_size``."""
+    group_map = stage_group_maps(features.assignments)[-1]  # [B, N, G]
+    return resize_group_ids(group_map, features.grid_size, output_size)
+
+
+def gather_scores(rows: Tensor, group_ids: Tensor, channels: Tensor | None = None) -> Tensor:
+    """Score maps from per-group rows: pixel (b, y, x) gets ``rows[b, group_ids[b, y, x]]``.
+
+    Args:
+        rows: [B, G, C] score row of every group (:func:`group_scores`).
+        group_ids: LongTensor [B, H, W] group of every pixel (:func:`pixel_group_ids`).
+        channels: LongTensor [M] of channels to keep (in this order); None keeps all C.
+
+    Returns:
+        Tensor [B, M, H, W] (M = C without ``channels``), copies of the rows' values, in
+        channels-last memory order (so that the per-pixel ``argmax(dim=1)`` reads contiguous rows).
+    """
+    if channels is not None:
+        rows = rows.index_select(-1, channels)
+    batch, num_groups, num_channels = rows.shape
+    offsets = num_groups * torch.arange(batch, device=group_ids.device)
+    scores = rows.reshape(batch * num_groups, num_channels).index_select(
+        0, (group_ids + offsets[:, None, None]).flatten()
+    )
+    return scores.view(*group_ids.shape, num_channels).permute(0, 3, 1, 2)
+
+
+def active_channels(rows: Sequence[Tensor]) -> Tensor:
+    """The channels that can be non-zero in score maps built from ``rows``, and channel 0.
+
+    A channel whose column is 0 in every row is exactly 0 in the gathered maps, in their
+    window averages and in their bilinear resizing, so the argmax over the returned channels
+    (in ascending order) picks the same channel as the argmax over all C: a positive maximum
+    lies in them, and where every score is 0 the argmax is channel 0, which is always kept.
+
+    Args:
+        rows: score rows [B, G, C] of one or more forward passes (e.g. the sliding windows).
+
+    Returns:
+        LongTensor [M], ascending, M <= C; with the top-k filter M <= 1 + (number of images
+        x passes x k), whatever the number of classes.
+    """
+    nonzero = torch.stack([(r != 0).flatten(0, -2).any(dim=0) for r in rows]).any(dim=0)  # [C]
+    nonzero[0] = True
+    return nonzero.nonzero().flatten()
+
+
 def scores_from_features(
     features: SegmentationFeatures,
     class_embeds: Tensor,
@@ -181,7 +273,7 @@ def scores_from_features(
     bg_thresh: float = 0.95,
     top_k: int = 5,
 ) -> Tensor:
-    """Steps 2-5 on the model's segmentation features of one batch.
+    """Steps 2-5 on the model's segmentation features of one batch: dense score maps.
 
     Args:
         features: ``SegmentationFeatures`` (soft assignments, projected unnormalised group and
@@ -197,27 +289,8 @@ def scores_from_features(
         Tensor [B, C, H, W], C = K + 1 (background at channel 0) or K, in channels-last memory
         order (so that the per-pixel ``argmax(dim=1)`` reads contiguous rows).
     """
-    group_map = stage_group_maps(features.assignments)[-1]  # [B, N, G]
-    batch, _, num_groups = group_map.shape
-    group_embeds = F.normalize(features.group_embeds, dim=-1)
-    if group_embeds.shape[1] != num_groups:
-        raise ValueError(
-            f"{group_embeds.shape[1]} group embeddings but the last assignment has {num_groups} groups"
-        )
-    image_embeds = F.normalize(features.image_embeds, dim=-1)
-    affinity = group_class_affinity(group_embeds, image_embeds, class_embeds, logit_scale, top_k)  # [B, G, K]
-    # one-hot groups @ affinity gives every pixel its group's row, and the background test only
-    # looks at that row: score the G groups, then gather rows per pixel (no [B, G, H, W] one-hot).
-    rows = affinity.to(group_map.dtype)
-    if background:
-        group_bg = background_channel(rows.transpose(1, 2)[..., None], affinity, bg_thresh)  # [B, 1, G, 1]
-        rows = torch.cat([group_bg[:, 0], rows], dim=-1)  # [B, G, C]
-    group_ids = resize_group_ids(group_map, features.grid_size, output_size)  # [B, H, W]
-    offsets = num_groups * torch.arange(batch, device=group_ids.device)
-    scores = rows.reshape(batch * num_groups, -1).index_select(
-        0, (group_ids + offsets[:, None, None]).flatten()
-    )
-    return scores.view(*group_ids.shape, rows.shape[-1]).permute(0, 3, 1, 2)
+    rows = group_scores(features, class_embeds, logit_scale, background, bg_thresh, top_k)
+    return gather_scores(rows, pixel_group_ids(features, output_size))
 
 
 def resize_group_ids(group_map: Tensor, grid_size: tuple[int, int], output_size: tuple[int, int]) -> Tensor:

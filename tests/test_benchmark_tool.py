@@ -35,3 +35,12 @@ def test_benchmark_tiny_cpu(tmp_path: Path) -> None:
 def test_benchmark_cuda_without_gpu_fails_clearly() -> None:
     with pytest.raises(SystemExit, match="no CUDA GPU"):
         benchmark.main(["--device", "cuda"])
+
+
+def test_hf_embeds_takes_tensor_or_output_object() -> None:
+    # transformers 4.x returns the projected features, 5.x an output object holding them
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    x = torch.randn(2, 8)
+    assert benchmark.wl.hf_embeds(x) is x
+    assert benchmark.wl.hf_embeds(BaseModelOutputWithPooling(pooler_output=x)) is x

@@ -30,11 +30,13 @@ def fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(captions, "nltk_backend", lambda: "fallback")
 
 
+@pytest.mark.nltk_data
 def test_uses_nltk_with_shared_data() -> None:
     # tests/conftest.py points NLTK_DATA at ../shared/nltk_data
     assert captions.nltk_backend() == "nltk"
 
 
+@pytest.mark.nltk_data
 @pytest.mark.parametrize("caption", list(REAL_CAPTIONS))
 def test_extract_nouns_real_captions(caption: str) -> None:
     words = extract_nouns(caption)

@@ -50,6 +50,7 @@ def test_render_scene_deterministic_and_consistent() -> None:
     assert np.median(sizes) > 0.2 and min(sizes) > 0.05
 
 
+@pytest.mark.nltk_data
 def test_captions_need_noun_extraction() -> None:
     rng = np.random.default_rng(0)
     captions = [render_scene(rng, 32)[2] for _ in range(200)]

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+
+from benchmark_workloads import hf_embeds  # noqa: E402
 
 from groupvit import create_model  # noqa: E402
 from groupvit.checkpoint import convert_state_dict, hf_config_dict  # noqa: E402
@@ -66,8 +73,14 @@ def check_parity(name: str, batch: int, seq_len: int) -> dict[str, float]:
         out = ours(images, tokens)
         seg = ours.forward_segmentation(images)
         logits = out.logit_scale * out.image_embeds @ out.text_embeds.t()
+        # the projected, unnormalised features (an output object in transformers 5, a tensor in 4)
+        hf_text = hf_embeds(hf.get_text_features(input_ids=tokens))
+        hf_image = hf_embeds(hf.get_image_features(pixel_values=images))
+        mine_text, mine_image = ours.encode_text(tokens), ours.encode_image(images)
     ref_groupings = ref.vision_model_output.attentions
     errors = {
+        "text_features": (mine_text - hf_text).abs().max().item(),
+        "image_features": (mine_image - hf_image).abs().max().item(),
         "image_embeds": (out.image_embeds - ref.image_embeds).abs().max().item(),
         "text_embeds": (out.text_embeds - ref.text_embeds).abs().max().item(),
         "logits": (logits - ref.logits_per_image).abs().max().item(),

@@ -35,6 +35,13 @@ def hf_config(cfg: GroupViTConfig, image_size: int | None = None):  # -> transfo
     return transformers.GroupViTConfig(**hf_config_dict(cfg, image_size))
 
 
+def hf_embeds(output: Tensor | object) -> Tensor:
+    """The projected embeddings [B, D] from transformers' ``get_text_features`` /
+    ``get_image_features``: a tensor in transformers 4.x, an output object holding them as
+    ``pooler_output`` in 5.x."""
+    return output if isinstance(output, Tensor) else output.pooler_output
+
+
 def build_ours(name: str, seed: int) -> GroupViT:
     """Our model with seeded random weights; no stochastic depth (transformers' port has none)."""
     torch.manual_seed(seed)
@@ -100,7 +107,7 @@ class _HFText:
         self.hf = hf
 
     def encode_text(self, tokens: Tensor, normalize: bool = False) -> Tensor:
-        x = self.hf.get_text_features(input_ids=tokens)
+        x = hf_embeds(self.hf.get_text_features(input_ids=tokens))
         return F.normalize(x, dim=-1) if normalize else x
 
 
@@ -237,8 +244,10 @@ class HFTrainStep:
     def __call__(self, images: Tensor, tokens: Tensor) -> Tensor:
         hf = self.hf
         with autocast(images.device, self.amp):
-            image = hf.get_image_features(pixel_values=images)
-            texts = hf.get_text_features(input_ids=tokens.flatten(0, 1)).view(*tokens.shape[:2], -1)
+            image = hf_embeds(hf.get_image_features(pixel_values=images))
+            texts = hf_embeds(hf.get_text_features(input_ids=tokens.flatten(0, 1))).view(
+                *tokens.shape[:2], -1
+            )
         scale = hf.logit_scale.exp().clamp(max=100.0)
         loss = _losses(image, texts, scale, self.ml_logit_scale.exp().clamp(max=100.0))
         loss.backward()
