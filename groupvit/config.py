@@ -85,13 +85,17 @@ class InferenceConfig:
 
     short_side: int = 448  # images are resized to this short side (the paper: twice the 224 training size)
     bg_thresh: float = 0.95  # default background threshold for a free vocabulary (VOC / COCO-Object value)
-    # phrase grounding: a group whose cosine similarity with every phrase is below this is background
-    # (-1: off). Cosines depend on the trained model, so each preset's value is chosen for its weights
-    min_similarity: float = -1.0
+    # phrase grounding's defaults (PhraseGrounder). A caption's few phrases are no closed vocabulary,
+    # so the softmax over them says little about background; an absolute test on the cosine
+    # similarity does (GLIP scores each phrase on its own). Cosines depend on the trained weights:
+    # each preset's values are chosen for its model, on a tuning split (docs/grounding.md)
+    phrase_bg_thresh: float = 0.95  # the zero-shot test among the caption's phrases (0: off)
+    min_similarity: float = -1.0  # a group less similar than this to every phrase is background (-1: off)
 
     def __post_init__(self) -> None:
-        if self.short_side < 1 or not 0.0 <= self.bg_thresh <= 1.0:
-            raise ValueError(f"inference needs short_side >= 1 and bg_thresh in [0, 1], got {self}")
+        thresholds_ok = all(0.0 <= t <= 1.0 for t in (self.bg_thresh, self.phrase_bg_thresh))
+        if self.short_side < 1 or not thresholds_ok or not -1.0 <= self.min_similarity <= 1.0:
+            raise ValueError(f"inference needs short_side >= 1 and thresholds in [0, 1], got {self}")
 
 
 @dataclass

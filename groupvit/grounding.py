@@ -24,13 +24,7 @@ from groupvit.phrases import NounPhrase, parse_prompt
 from groupvit.preprocess import EvalTransform, ImageInput
 from groupvit.sliding_window import pair, resize_scores, slide_inference
 from groupvit.templates import get_templates
-from groupvit.zero_shot_functional import (
-    background_channel,
-    build_class_embeddings,
-    group_class_affinity,
-    resize_group_ids,
-    stage_group_maps,
-)
+from groupvit.zero_shot_functional import build_class_embeddings, gather_scores, group_scores, pixel_group_ids
 
 __all__ = ["GroundedPhrase", "GroundingResult", "PhraseGrounder"]
 
@@ -58,8 +52,8 @@ class PhraseGrounder:
         model: GroupViT in ``eval()`` mode.
         tokenizer: ``list[str] -> LongTensor [N, 77]``; CLIP BPE if None.
         templates: prompt templates for each phrase (``"simple"``: "a photo of a {}.").
-        bg_thresh: a group whose best phrase scores below it is background; default the preset's
-            ``config.inference.bg_thresh``.
+        bg_thresh: a group whose best phrase scores below it is background (the zero-shot test,
+            over the caption's phrases); default the preset's ``config.inference.phrase_bg_thresh``.
         top_k: phrases kept by the image-level filter (as in zero-shot segmentation).
         short_side: inference short side for images given as files / PIL / arrays; default the
             preset's ``config.inference.short_side``.
@@ -90,7 +84,7 @@ class PhraseGrounder:
         min_similarity: float | None = None,
     ) -> None:
         inference = model.config.inference
-        self.bg_thresh = float(inference.bg_thresh if bg_thresh is None else bg_thresh)
+        self.bg_thresh = float(inference.phrase_bg_thresh if bg_thresh is None else bg_thresh)
         if not 0.0 <= self.bg_thresh <= 1.0:
             raise InputError(f"bg_thresh must be in [0, 1], got {bg_thresh}")
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
@@ -197,22 +191,15 @@ class PhraseGrounder:
         """[B, 3, h, w] -> [B, U + 1, h, w]: the zero-shot protocol's group rows, plus the similarity
         gate, given to every pixel of the group."""
         features = self.model.forward_segmentation(pixels)
-        groups = F.normalize(features.group_embeds, dim=-1)  # [B, G, D]
-        image = F.normalize(features.image_embeds, dim=-1)
-        affinity = group_class_affinity(groups, image, embeds, self.model.logit_scale_value(), self.top_k)
-        background = background_channel(affinity.transpose(1, 2)[..., None], affinity, self.bg_thresh)[:, 0]
-        weak = (groups @ embeds.t()).amax(dim=-1, keepdim=True) < self.min_similarity  # [B, G, 1]
-        rows = torch.cat([background, affinity], dim=-1).masked_fill(weak, 0.0)  # [B, G, U + 1]
-        rows[..., :1] = rows[..., :1].masked_fill(weak, 1.0)
-        group_map = stage_group_maps(features.assignments)[-1]
-        ids = resize_group_ids(
-            group_map, features.grid_size, (pixels.shape[-2], pixels.shape[-1])
-        )  # [B, h, w]
-        return (
-            torch.gather(rows, 1, ids.flatten(1)[..., None].expand(-1, -1, rows.shape[-1]))
-            .view(*ids.shape, rows.shape[-1])
-            .permute(0, 3, 1, 2)
+        scale = self.model.logit_scale_value()
+        rows = group_scores(
+            features, embeds, scale, background=True, bg_thresh=self.bg_thresh, top_k=self.top_k
         )
+        similarity = F.normalize(features.group_embeds, dim=-1) @ embeds.t()  # [B, G, U] cosines
+        weak = similarity.amax(dim=-1, keepdim=True) < self.min_similarity  # [B, G, 1]
+        rows = rows.masked_fill(weak, 0.0)
+        rows[..., :1] = rows[..., :1].masked_fill(weak, 1.0)
+        return gather_scores(rows, pixel_group_ids(features, (pixels.shape[-2], pixels.shape[-1])))
 
     def __repr__(self) -> str:
         return (

@@ -37,6 +37,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import demo  # noqa: E402  (tools/demo.py: image loading, resizing and the segmenter)
 
+from groupvit.cli.args import at_least  # noqa: E402
 from groupvit.errors import InputError, report_input_errors  # noqa: E402
 from groupvit.group_analysis import (  # noqa: E402
     confusion_matrix,
@@ -65,7 +66,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ann-suffix", default=".png", help="label map suffix (default: .png)")
     parser.add_argument("--ignore-index", type=int, default=255, help="label left out of the scores")
     parser.add_argument(
-        "--max-images", type=demo.at_least(1), help="score only the first N >= 1 images (default: all)"
+        "--max-images", type=at_least(1), help="score only the first N >= 1 images (default: all)"
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     ours, rest = parser.parse_known_args(argv)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -27,6 +27,7 @@ from tqdm import tqdm
 import groupvit
 from groupvit import preprocess as preprocess_module
 from groupvit.class_names import DATASET_BG_THRESH, DATASET_CLASSES
+from groupvit.cli.args import unit_interval
 from groupvit.data import synthetic
 from groupvit.errors import InputError, report_input_errors
 from groupvit.factory import get_model_config
@@ -59,32 +60,6 @@ class UnreadableImage(InputError):
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(f"cannot read image {path}: {reason}")
         self.path, self.reason = path, reason
-
-
-def unit_interval(text: str) -> float:
-    """argparse type: a finite number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:  # false for nan too
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text}")
-    return value
-
-
-def at_least(minimum: int) -> Callable[[str], int]:
-    """argparse type: an integer >= ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
 
 
 def parse_args(argv: Sequence[str] | None = None, prog: str = "demo.py") -> argparse.Namespace:

@@ -27,13 +27,13 @@ import json
 import sys
 import tarfile
 import time
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from groupvit.cli.args import at_least
 from groupvit.data.synthetic import CLASSES, render_grounded_scene
 from groupvit.errors import report_input_errors
 
@@ -41,21 +41,6 @@ _SPLIT_IDS = {"train": 0, "val": 1}
 # Scenes below 6 px do not render; at 16 px (two patches of the synthetic model) objects still
 # span a few pixels.
 MIN_SIZE = 16
-
-
-def _at_least(minimum: int) -> Callable[[str], int]:
-    """argparse type: an integer >= ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
 
 
 def palette(num_classes: int) -> list[list[int]]:
@@ -164,18 +149,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make_synthetic_data.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument(
-        "--num-train", type=_at_least(0), default=20000, help="training image-caption pairs (>= 0)"
+        "--num-train", type=at_least(0), default=20000, help="training image-caption pairs (>= 0)"
     )
-    parser.add_argument("--num-val", type=_at_least(0), default=500, help="segmentation val images (>= 0)")
+    parser.add_argument("--num-val", type=at_least(0), default=500, help="segmentation val images (>= 0)")
     parser.add_argument(
         "--size",
-        type=_at_least(MIN_SIZE),
+        type=at_least(MIN_SIZE),
         default=64,
         help=f"image side in pixels, train and val (>= {MIN_SIZE})",
     )
-    parser.add_argument("--seed", type=_at_least(0), default=0, help="random seed (>= 0)")
-    parser.add_argument("--shard-size", type=_at_least(1), default=1000, help="samples per tar shard (>= 1)")
-    parser.add_argument("--workers", type=_at_least(1), default=1, help="rendering processes (>= 1)")
+    parser.add_argument("--seed", type=at_least(0), default=0, help="random seed (>= 0)")
+    parser.add_argument("--shard-size", type=at_least(1), default=1000, help="samples per tar shard (>= 1)")
+    parser.add_argument("--workers", type=at_least(1), default=1, help="rendering processes (>= 1)")
     args = parser.parse_args(argv)
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out} is a file, not a folder")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,23 +19,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from groupvit.cli.args import at_least, in_range, unit_interval
 from groupvit.errors import InputError, report_input_errors
 
 __all__ = ["main"]
-
-
-def _unit_interval(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -52,10 +38,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--classes", type=Path, help="class names, one per line (default: classes.txt beside)"
     )
     parser.add_argument(
-        "--bg-thresh", type=_unit_interval, help="background threshold (default: the preset's)"
+        "--bg-thresh",
+        type=unit_interval,
+        help="zero-shot background test among the phrases (default: preset's)",
+    )
+    parser.add_argument(
+        "--min-similarity",
+        type=in_range(-1.0, 1.0, "a cosine similarity"),
+        help="a group less similar than this to every phrase is background (default: the preset's)",
     )
     parser.add_argument("--context", action="store_true", help="also read each phrase in its caption")
-    parser.add_argument("--max-images", type=_positive, help="score only the first N records")
+    parser.add_argument("--max-images", type=at_least(1), help="score only the first N records")
     parser.add_argument("--json", type=Path, help="write the summary here")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     return parser.parse_args(argv)
@@ -79,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     classes_file = args.classes or args.grounding.parent / "classes.txt"
     class_names = classes_file.read_text(encoding="utf-8").split("\n") if classes_file.is_file() else []
     model = load_model(args.checkpoint, args.model, args.device)
-    grounder = PhraseGrounder(model, bg_thresh=args.bg_thresh, context=args.context)
+    grounder = PhraseGrounder(
+        model, bg_thresh=args.bg_thresh, context=args.context, min_similarity=args.min_similarity
+    )
     scores = GroundingScores()
     for record in records:
         if not record.label_map.is_file():

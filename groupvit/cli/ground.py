@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,18 +26,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from groupvit.cli.args import in_range, unit_interval
 from groupvit.errors import InputError, report_input_errors
 
 __all__ = ["main"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"})
-
-
-def _unit_interval(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text}")
-    return value
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -52,7 +45,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", help="model preset (default: read off the checkpoint)")
     parser.add_argument("--out", type=Path, default=Path("work_dirs/ground"), help="output folder")
     parser.add_argument(
-        "--bg-thresh", type=_unit_interval, help="background threshold (default: the preset's)"
+        "--bg-thresh",
+        type=unit_interval,
+        help="zero-shot background test among the phrases (default: preset's)",
+    )
+    parser.add_argument(
+        "--min-similarity",
+        type=in_range(-1.0, 1.0, "a cosine similarity"),
+        help="a group less similar than this to every phrase is background (default: the preset's)",
     )
     parser.add_argument("--context", action="store_true", help="also read each phrase in its caption")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -135,7 +135,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {args.device}: CUDA is not available here (use --device cpu)")
     model = load_model(args.checkpoint, args.model, args.device)
-    grounder = PhraseGrounder(model, bg_thresh=args.bg_thresh, context=args.context)
+    grounder = PhraseGrounder(
+        model, bg_thresh=args.bg_thresh, context=args.context, min_similarity=args.min_similarity
+    )
     print(f"{grounder} on {len(pairs)} image(s)", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     stems: set[str] = set()

@@ -23,7 +23,10 @@ def detect_model_name(state_dict: dict[str, torch.Tensor]) -> str | None:
     wanted = shapes(state_dict)
     for name in list_models():
         cfg = get_model_config(name)
-        widths = (wanted.get("vision.pos_embed", (0,))[-1], wanted.get("text.token_embedding.weight", (0,))[-1])
+        widths = (
+            wanted.get("vision.pos_embed", (0,))[-1],
+            wanted.get("text.token_embedding.weight", (0,))[-1],
+        )
         if widths != (cfg.vision.width, cfg.text.width):
             continue  # cheap test first: only plausible presets are built
         if shapes(GroupViT.from_config(cfg).state_dict()) == wanted:
