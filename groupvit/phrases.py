@@ -24,9 +24,15 @@ __all__ = ["NounPhrase", "class_list_prompt", "extract_noun_phrases", "parse_pro
 # list, "A dog chases a red ball." is a caption.
 MAX_CLASS_WORDS = 4
 
-# Determiner / possessive, then numbers, adjectives and participles ("potted plant"), then nouns.
-_GRAMMAR = r"NP: {<DT|PRP\$>?<CD|JJ.*>*<VBN>?<NN.*>+}"
-_LEADING_TAGS = ("DT", "PRP$", "CD")  # dropped from the text fed to the encoder ("two balls" -> "balls")
+# Three rules, applied in order. (1) A participle between modifiers and nouns ("a blooming flower";
+# "chasing balls" with nothing before it is a verb). (2) Determiner / possessive, an adverb,
+# numbers and adjectives, a past participle ("potted plant"), then nouns. (3) The tagger calls a
+# head noun with no noun after it an adjective ("the little fish lying", "a tree sitting"), so a
+# determiner or number with adjectives alone is a phrase too.
+_GRAMMAR = r"""NP: {<DT|PRP\$|CD|JJ.*>+<RB>?<VBG><NN.*>+}
+    {<DT|PRP\$>?<RB>?<CD|JJ.*>*<VBN>?<NN.*>+}
+    {<DT|PRP\$|CD>+<RB>?<JJ.*>+}"""
+_LEADING_TAGS = ("DT", "PRP$", "CD", "RB")  # dropped from the text fed to the encoder ("two balls" -> "balls")
 
 _DETERMINERS = frozenset(
     "a an the this that these those my your his her its our their some any each every no one two "

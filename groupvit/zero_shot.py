@@ -50,6 +50,7 @@ from groupvit.zero_shot_functional import (
 
 if TYPE_CHECKING:
     from groupvit.models.groupvit import SegmentationFeatures
+    from groupvit.preprocess import ImageInput
 
 __all__ = [
     "SegmentationResult",
@@ -216,6 +217,24 @@ class ZeroShotSegmenter:
             return SegmentationResult(scores=scores, labels=scores.argmax(dim=1))
         scores = self._assemble(self._passes(images), size, channels=None)
         return SegmentationResult(scores=scores, labels=scores.argmax(dim=1))
+
+    @torch.no_grad()
+    def predict_image(self, image: ImageInput) -> SegmentationResult:
+        """Segment one image as a user has it: a path, a PIL image or an ``HxWx3`` uint8 array.
+
+        The image is resized to the preset's evaluation short side (``model.config.inference``)
+        and normalised (:class:`~groupvit.preprocess.EvalTransform`), segmented with
+        :meth:`predict`, and the scores are resized back.
+
+        Returns:
+            ``SegmentationResult(scores [C, H, W], labels [H, W])`` at the image's own size.
+        """
+        from groupvit.preprocess import EvalTransform, load_image
+
+        rgb = load_image(image)
+        pixels = EvalTransform(self.model.config.inference.short_side)(rgb)[None]
+        scores = resize_scores(self.predict(pixels).scores, (rgb.height, rgb.width))[0]
+        return SegmentationResult(scores=scores, labels=scores.argmax(dim=0))
 
     @torch.no_grad()
     def predict_labels(self, images: Tensor, output_size: tuple[int, int] | None = None) -> Tensor:
