@@ -123,7 +123,7 @@ def _worker(rank: int, tmp: str) -> None:
     if rank == 0:
         files = sorted(os.listdir(tmp_path / "work"))
         torch.save(
-            dict(iter=runner.iter, loss_itc=itc, runner=type(runner).__name__, files=files),
+            dict(iter=runner.iter, loss_itc=float(itc), runner=type(runner).__name__, files=files),
             tmp_path / "runner.pt",
         )
     dist.destroy_process_group()
