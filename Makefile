@@ -45,9 +45,10 @@ demo: install
 	$(VENV)/bin/mim test mmseg $(DEMO_CFG) --checkpoint $(DEMO_CKPT) --work-dir $(DEMO_DIR) \
 		--cfg-options test_dataloader.dataset.data_root=$(SYNTHETIC)_val/val
 	$(PY) tools/demo.py $(SYNTHETIC)_val/val/img_dir/val/00000[0-5].png --dataset synthetic \
-		--model groupvit_tiny_synthetic --checkpoint $(DEMO_CKPT) \
-		--vis overview all_groups input_pred_label --out $(DEMO_DIR)/pictures
-	@echo "pictures: $(DEMO_DIR)/pictures"
+		--checkpoint $(DEMO_CKPT) --vis overview all_groups input_pred_label --out $(DEMO_DIR)/pictures
+	$(VENV)/bin/groupvit-ground $(SYNTHETIC)_val/val/img_dir/val/000001.png --checkpoint $(DEMO_CKPT) \
+		--caption "a pink flower, a blue car and a golden star on a blanket" --out $(DEMO_DIR)/grounding
+	@echo "pictures: $(DEMO_DIR)/pictures, grounding: $(DEMO_DIR)/grounding"
 
 # Reproduces the shipped checkpoint byte for byte (11 minutes on 2 cores, with the data and four
 # validations at 320 px). One thread:

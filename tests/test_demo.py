@@ -15,8 +15,10 @@ from PIL import Image
 
 import groupvit
 from groupvit.class_names import VOC_CLASSES
+from groupvit.factory import get_model_config
 
 ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "checkpoints" / "groupvit_tiny_synthetic.pth"
 DEMO = ROOT / "tools" / "demo.py"
 
 
@@ -338,17 +340,28 @@ def test_synthetic_class_list() -> None:
 
     config = Config.fromfile(str(ROOT / "configs" / "groupvit" / "groupvit_tiny_synthetic.py"))
     # the pictures use the threshold and the test size the shipped model is scored with
-    assert demo.BG_THRESH["synthetic"] == config.model.bg_thresh == 0.95
-    assert demo.TEST_SCALE["synthetic"] * config.image_size == config.test_size == 320
+    preset = get_model_config("groupvit_tiny_synthetic").inference
+    assert demo.BG_THRESH["synthetic"] == preset.bg_thresh == config.model.bg_thresh == 0.95
+    assert preset.short_side == config.test_size == 320
 
 
-def test_default_short_side_is_a_multiple_of_the_training_size() -> None:
+def test_default_short_side_is_the_presets() -> None:
     args = demo.parse_args(["x.png", "--vocab", "cat", "--model", "groupvit_tiny", "--random-init"])
     args.device = "cpu"
     segmenter, short_side = demo.build_segmenter(args)
-    assert segmenter.model.config.vision.image_size == 64
-    assert short_side == 128 and segmenter.window == (128, 128) and segmenter.stride == (64, 64)
-    # the synthetic scenes are scored at the config's test size, five times the training size
-    args = demo.parse_args(["x.png", "--dataset", "synthetic", "--model", "groupvit_tiny", "--random-init"])
+    assert short_side == 128 == segmenter.model.config.inference.short_side
+    assert segmenter.window == (128, 128) and segmenter.stride == (64, 64)
+    # the synthetic model's evaluation size comes with the preset, whatever --dataset says
+    args = demo.parse_args(["x.png", "--vocab", "cat", "--model", "groupvit_tiny_synthetic", "--random-init"])
     args.device = "cpu"
     assert demo.build_segmenter(args)[1] == 320
+
+
+def test_preset_is_read_off_the_checkpoint(capsys) -> None:
+    args = demo.parse_args(["x.png", "--vocab", "cat", "--checkpoint", str(SHIPPED)])
+    args.device = "cpu"
+    segmenter, short_side = demo.build_segmenter(args)
+    assert segmenter.model.config == get_model_config("groupvit_tiny_synthetic") and short_side == 320
+    assert "model groupvit_tiny_synthetic (read off the checkpoint), short side 320, mode slide" in (
+        capsys.readouterr().err
+    )

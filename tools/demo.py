@@ -28,6 +28,7 @@ import groupvit
 from groupvit import preprocess as preprocess_module
 from groupvit.class_names import DATASET_BG_THRESH, DATASET_CLASSES
 from groupvit.cli.args import unit_interval
+from groupvit.cli.models import load_model
 from groupvit.data import synthetic
 from groupvit.errors import InputError, report_input_errors
 from groupvit.factory import get_model_config
@@ -43,9 +44,6 @@ CHECKPOINT_SUFFIXES = frozenset({".pth", ".pt", ".bin", ".ckpt", ".safetensors"}
 CLASS_LISTS: dict[str, tuple[str, ...]] = {**DATASET_CLASSES, "synthetic": synthetic.CLASSES}
 # synthetic: the value in configs/groupvit/groupvit_tiny_synthetic.py (chosen on a tuning split)
 BG_THRESH: dict[str, float] = {**DATASET_BG_THRESH, "synthetic": 0.95}
-# Inference short side as a multiple of the model's training size: 2 as in the paper (224 -> 448);
-# synthetic: the config's test_size (64 -> 320 px, chosen on a tuning split)
-TEST_SCALE: dict[str, int] = {"synthetic": 5}
 # Patch tokens of one whole-image forward pass (the groups panel, --mode whole). Attention makes its
 # cost quadratic in the tokens: on one CPU thread groupvit_s takes 0.7 s at 784 tokens (448 x 448),
 # 5 s at 3,136 and 16 s at 6,272, so the 62,720 tokens of a 4000 x 50 image at short side 448 would
@@ -77,9 +75,8 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "demo.py") -> argp
     )
     parser.add_argument(
         "--model",
-        default="groupvit_s",
         choices=groupvit.list_models(),
-        help="model preset (default: groupvit_s)",
+        help="model preset (default: read off the checkpoint; groupvit_s with --random-init)",
     )
     parser.add_argument(
         "--vis", nargs="+", default=list(DEFAULT_MODES), choices=MODES, metavar="MODE",
@@ -127,11 +124,13 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "demo.py") -> argp
         parser.error("give a vocabulary with --vocab and/or a class list with --dataset")
     if args.bg_thresh is not None and args.no_background:
         parser.error("--bg-thresh has no effect with --no-background")
-    patch = get_model_config(args.model).vision.patch_size
-    if args.short_side is not None and args.short_side < patch:
-        parser.error(
-            f"--short-side {args.short_side}: must be at least {args.model}'s patch size, {patch} px"
-        )
+    if args.model is None and args.random_init:
+        args.model = "groupvit_s"
+    if args.model is not None:
+        try:
+            check_short_side(args.short_side, args.model)
+        except InputError as e:
+            parser.error(str(e))
     blocker = first_non_folder(args.out)
     if blocker is not None:
         where = "" if blocker == args.out else f": {blocker}"
@@ -261,21 +260,41 @@ def output_stems(paths: Sequence[Path]) -> list[str]:
     return stems
 
 
+def check_short_side(short_side: int | None, model_name: str) -> None:
+    """A ``--short-side`` below the preset's patch size leaves no patch: an :class:`InputError`."""
+    patch = get_model_config(model_name).vision.patch_size
+    if short_side is not None and short_side < patch:
+        raise InputError(f"--short-side {short_side}: must be at least {model_name}'s patch size, {patch} px")
+
+
 def build_segmenter(args: argparse.Namespace) -> tuple[groupvit.ZeroShotSegmenter, int]:
-    """The zero-shot segmenter on ``args.device`` and the inference short side."""
+    """The zero-shot segmenter on ``args.device`` and the inference short side.
+
+    The preset is ``--model`` or, with a checkpoint, read off its shapes; the short side and the
+    background threshold are the preset's (``config.inference``) unless given (``--dataset``
+    brings its benchmark's threshold).
+    """
     try:
-        model = groupvit.create_model(args.model, checkpoint=args.checkpoint)
+        if args.checkpoint is None:
+            model = groupvit.create_model(args.model).to(args.device).eval()
+        else:
+            model = load_model(args.checkpoint, args.model, args.device)
     except RuntimeError as e:
         # the loader's word for weights that do not fit this preset, or a failed download
         raise InputError(f"checkpoint {args.checkpoint}: {str(e).splitlines()[0]}") from None
-    model = model.to(args.device).eval()
-    trained_size = model.config.vision.image_size
-    # the paper tests its 224-px model at 448: twice the training size unless the dataset says otherwise
-    short_side = args.short_side or TEST_SCALE.get(args.dataset, 2) * trained_size
+    name = args.model or next(n for n in groupvit.list_models() if get_model_config(n) == model.config)
+    check_short_side(args.short_side, name)
+    inference = model.config.inference
+    short_side = args.short_side or inference.short_side
     has_bg = not args.no_background
     bg_thresh = args.bg_thresh
     if bg_thresh is None:
-        bg_thresh = BG_THRESH.get(args.dataset, 0.95)
+        bg_thresh = BG_THRESH.get(args.dataset, inference.bg_thresh)
+    found = "" if args.model else " (read off the checkpoint)"
+    print(
+        f"model {name}{found}, short side {short_side}, mode {args.mode}, bg_thresh {bg_thresh}",
+        file=sys.stderr,
+    )
     segmenter = groupvit.ZeroShotSegmenter(
         model,
         args.class_names[1:] if has_bg else args.class_names,

@@ -38,7 +38,11 @@ def load_model(checkpoint: str | Path, model_name: str | None = None, device: st
     """The model of ``checkpoint`` in eval mode on ``device``; its preset detected when not given."""
     from groupvit.checkpoint import convert_state_dict, read_checkpoint
 
-    state_dict = convert_state_dict(read_checkpoint(checkpoint))
+    try:
+        state_dict = convert_state_dict(read_checkpoint(checkpoint))
+    except InputError as e:
+        text = str(e)
+        raise InputError(text if str(checkpoint) in text else f"checkpoint {checkpoint}: {text}") from None
     if model_name is None:
         model_name = detect_model_name(state_dict)
         if model_name is None:
