@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from groupvit.cli.args import at_least, in_range, unit_interval
+from groupvit.cli.args import at_least
+from groupvit.cli.grounder import add_grounder_arguments, build_grounder
 from groupvit.errors import InputError, report_input_errors
 
 __all__ = ["main"]
@@ -32,33 +33,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("grounding", type=Path, help="grounding.jsonl (images and label maps beside it)")
-    parser.add_argument("--checkpoint", required=True, help="weights: a file, a URL or a released tag")
-    parser.add_argument("--model", help="model preset (default: read off the checkpoint)")
     parser.add_argument(
         "--classes", type=Path, help="class names, one per line (default: classes.txt beside)"
     )
-    parser.add_argument(
-        "--bg-thresh",
-        type=unit_interval,
-        help="zero-shot background test among the phrases (default: preset's)",
-    )
-    parser.add_argument(
-        "--min-similarity",
-        type=in_range(-1.0, 1.0, "a cosine similarity"),
-        help="a group less similar than this to every phrase is background (default: the preset's)",
-    )
-    parser.add_argument("--context", action="store_true", help="also read each phrase in its caption")
     parser.add_argument("--max-images", type=at_least(1), help="score only the first N records")
     parser.add_argument("--json", type=Path, help="write the summary here")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_grounder_arguments(parser)
     return parser.parse_args(argv)
 
 
 @report_input_errors("groupvit-eval-grounding")
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from groupvit.cli.models import load_model
-    from groupvit.grounding import PhraseGrounder
     from groupvit.grounding_metric import (
         GroundingScores,
         format_table,
@@ -71,10 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     records = read_grounding_jsonl(args.grounding)[: args.max_images]
     classes_file = args.classes or args.grounding.parent / "classes.txt"
     class_names = classes_file.read_text(encoding="utf-8").split("\n") if classes_file.is_file() else []
-    model = load_model(args.checkpoint, args.model, args.device)
-    grounder = PhraseGrounder(
-        model, bg_thresh=args.bg_thresh, context=args.context, min_similarity=args.min_similarity
-    )
+    grounder = build_grounder(args)
     scores = GroundingScores()
     for record in records:
         if not record.label_map.is_file():

@@ -23,10 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from groupvit.cli.args import in_range, unit_interval
+from groupvit.cli.grounder import add_grounder_arguments, build_grounder
 from groupvit.errors import InputError, report_input_errors
 
 __all__ = ["main"]
@@ -41,21 +40,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("images", nargs="*", type=Path, help="image files and/or folders of images")
     parser.add_argument("--caption", help="the sentence (or class list 'cat. dog.') for every image")
     parser.add_argument("--captions", type=Path, help='JSONL of {"image": ..., "caption": ...} per line')
-    parser.add_argument("--checkpoint", required=True, help="weights: a file, a URL or a released tag")
-    parser.add_argument("--model", help="model preset (default: read off the checkpoint)")
     parser.add_argument("--out", type=Path, default=Path("work_dirs/ground"), help="output folder")
-    parser.add_argument(
-        "--bg-thresh",
-        type=unit_interval,
-        help="zero-shot background test among the phrases (default: preset's)",
-    )
-    parser.add_argument(
-        "--min-similarity",
-        type=in_range(-1.0, 1.0, "a cosine similarity"),
-        help="a group less similar than this to every phrase is background (default: the preset's)",
-    )
-    parser.add_argument("--context", action="store_true", help="also read each phrase in its caption")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_grounder_arguments(parser)
     args = parser.parse_args(argv)
     if (args.caption is None) == (args.captions is None):
         parser.error("give either --caption (with images) or --captions FILE.jsonl")
@@ -125,19 +111,12 @@ def write_outputs(out: Path, stem: str, image: Image.Image, caption: str, result
 @report_input_errors("groupvit-ground")
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from groupvit.cli.models import load_model
-    from groupvit.grounding import PhraseGrounder
     from groupvit.preprocess import load_image
 
     pairs = collect_pairs(args)
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out} is a file, not a folder")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {args.device}: CUDA is not available here (use --device cpu)")
-    model = load_model(args.checkpoint, args.model, args.device)
-    grounder = PhraseGrounder(
-        model, bg_thresh=args.bg_thresh, context=args.context, min_similarity=args.min_similarity
-    )
+    grounder = build_grounder(args)
     print(f"{grounder} on {len(pairs)} image(s)", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     stems: set[str] = set()
