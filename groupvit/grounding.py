@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from groupvit.errors import InputError
 from groupvit.phrases import NounPhrase, parse_prompt
-from groupvit.preprocess import EvalTransform, ImageInput
+from groupvit.preprocess import EvalTransform, ImageInput, load_image
 from groupvit.sliding_window import pair, resize_scores, slide_inference
 from groupvit.templates import get_templates
 from groupvit.zero_shot_functional import build_class_embeddings, gather_scores, group_scores, pixel_group_ids
@@ -157,8 +157,6 @@ class PhraseGrounder:
                 )
             size = (pixels.shape[-2], pixels.shape[-1])
         else:
-            from groupvit.preprocess import load_image
-
             rgb = load_image(image)
             pixels, size = self.transform(rgb)[None], (rgb.height, rgb.width)
         if not torch.isfinite(pixels).all():
