@@ -73,7 +73,7 @@ def test_bad_prompts() -> None:
     for empty in ("", "   "):
         with pytest.raises(InputError, match="the caption is empty"):
             parse_prompt(empty)
-    assert parse_prompt("and then, quickly!") == []  # no noun phrase: nothing to ground, no error
+    assert parse_prompt("and then, so on!") == []  # no noun phrase: nothing to ground, no error
 
 
 # --------------------------------------------------------------------------- hand-built groups
@@ -165,7 +165,7 @@ def test_phrases_with_the_same_words_share_mask_and_score(monkeypatch) -> None:
 
 def test_no_noun_phrase_gives_an_all_background_map(monkeypatch) -> None:
     model = _HandBuiltModel([0, 0, 1, 1], [[1, 0, 0], [0, 1, 0]])
-    result = _ground(model, "and then, quickly!")
+    result = _ground(model, "and then, so on!")
     assert result.phrases == [] and torch.equal(result.labels, torch.zeros(4, 8, dtype=torch.long))
 
 
@@ -262,7 +262,12 @@ def test_ground_cli_writes_picture_masks_and_json(val_scenes: Path, tmp_path: Pa
     )
     record = json.loads((out / "000001.json").read_text())
     assert record["caption"] == caption
-    assert [p["text"] for p in record["phrases"]][1:4] == ["a flower", "a car", "a golden star"]
+    objects = {"a flower", "a car", "a golden star"}  # among the distractors ("A drawing", "a blanket")
+    assert [p["text"] for p in record["phrases"] if p["text"] in objects] == [
+        "a flower",
+        "a car",
+        "a golden star",
+    ]
     for phrase in record["phrases"]:
         assert caption[slice(*phrase["span"])] == phrase["text"]
         mask = np.asarray(Image.open(out / phrase["mask"])) > 0
@@ -282,14 +287,14 @@ def test_ground_cli_bad_inputs(val_scenes: Path, tmp_path: Path, capsys) -> None
         json.dumps({"image": str(good), "caption": "two trees"}) + "\n"
         + json.dumps({"image": "bad.png", "caption": "a tree"}) + "\n"
         + json.dumps({"image": str(good), "caption": "  "}) + "\n"
-        + json.dumps({"image": str(good), "caption": "and then, quickly"}) + "\n"
+        + json.dumps({"image": str(good), "caption": "and then, so on"}) + "\n"
     )  # fmt: skip
     out = tmp_path / "out"
     assert ground.main(["--captions", str(pairs), "--checkpoint", str(SHIPPED), "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "skipping " + str(tmp_path / "bad.png") + ": cannot read image" in err
     assert "skipping " + str(good) + ": the caption is empty" in err
-    assert "the caption 'and then, quickly' has no noun phrase: nothing grounded" in err
+    assert "the caption 'and then, so on' has no noun phrase: nothing grounded" in err
     assert "grounded 2 image(s), skipped 2" in err
     pairs.write_text('{"image": "x.png"}\n')
     assert ground.main(["--captions", str(pairs), "--checkpoint", str(SHIPPED)]) == 2
