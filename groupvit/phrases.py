@@ -32,7 +32,12 @@ MAX_CLASS_WORDS = 4
 _GRAMMAR = r"""NP: {<DT|PRP\$|CD|JJ.*>+<RB>?<VBG><NN.*>+}
     {<DT|PRP\$>?<RB>?<CD|JJ.*>*<VBN>?<NN.*>+}
     {<DT|PRP\$|CD>+<RB>?<JJ.*>+}"""
-_LEADING_TAGS = ("DT", "PRP$", "CD", "RB")  # dropped from the text fed to the encoder ("two balls" -> "balls")
+_LEADING_TAGS = (
+    "DT",
+    "PRP$",
+    "CD",
+    "RB",
+)  # dropped from the text fed to the encoder ("two balls" -> "balls")
 
 _DETERMINERS = frozenset(
     "a an the this that these those my your his her its our their some any each every no one two "

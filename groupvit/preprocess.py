@@ -9,6 +9,7 @@ ImageNet statistics, as the paper's test pipeline does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from groupvit.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from groupvit.errors import InputError
 
-__all__ = ["DECODE_ERRORS", "EvalTransform", "ImageInput", "load_image", "resized_size", "to_rgb"]
+__all__ = [
+    "DECODE_ERRORS",
+    "IMAGE_SUFFIXES",
+    "collect_images",
+    "EvalTransform",
+    "ImageInput",
+    "load_image",
+    "resized_size",
+    "to_rgb",
+]
 
 ImageInput = str | Path | Image.Image | np.ndarray
 
@@ -96,6 +106,26 @@ def _from_array(array: np.ndarray) -> Image.Image:
     if min(array.shape[:2]) < 1:
         raise InputError(f"the image array is empty: shape {list(array.shape)}")
     return Image.fromarray(np.ascontiguousarray(array)).convert("RGB")
+
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"})
+
+
+def collect_images(paths: Sequence[Path]) -> list[Path]:
+    """Files as given, plus the image files directly inside each folder (sorted); a missing path or
+    a folder without images is an :class:`InputError`."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not inside:
+                raise InputError(f"no images in folder {path}")
+            found.extend(inside)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise InputError(f"image not found: {path}")
+    return found
 
 
 def resized_size(size: tuple[int, int], short_side: int) -> tuple[int, int]:

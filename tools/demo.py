@@ -32,12 +32,11 @@ from groupvit.cli.models import load_model
 from groupvit.data import synthetic
 from groupvit.errors import InputError, report_input_errors
 from groupvit.factory import get_model_config
-from groupvit.preprocess import DECODE_ERRORS, EvalTransform, resized_size
+from groupvit.preprocess import DECODE_ERRORS, EvalTransform, collect_images, resized_size
 from groupvit.sliding_window import resize_scores
 from groupvit.templates import TEMPLATE_SETS
 from groupvit.visualization import GROUP_MODES, MODES, render
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"})
 DEFAULT_MODES = ("input_pred_label", "all_groups", "overview")
 CHECKPOINT_SUFFIXES = frozenset({".pth", ".pt", ".bin", ".ckpt", ".safetensors"})
 # The benchmarks' class lists, plus the procedural scenes the synthetic model is trained on.
@@ -181,22 +180,6 @@ def checkpoint_reachable(checkpoint: str) -> bool:
         return True
     path = Path(checkpoint)
     return not (path.suffix in CHECKPOINT_SUFFIXES or len(path.parts) > 1)
-
-
-def collect_images(paths: Sequence[Path]) -> list[Path]:
-    """Files as given, plus the image files directly inside each folder (sorted)."""
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            inside = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not inside:
-                raise InputError(f"no images in folder {path}")
-            found.extend(inside)
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise InputError(f"image not found: {path}")
-    return found
 
 
 def load_image(path: Path) -> Image.Image:

@@ -27,10 +27,9 @@ from PIL import Image
 
 from groupvit.cli.grounder import add_grounder_arguments, build_grounder
 from groupvit.errors import InputError, report_input_errors
+from groupvit.preprocess import collect_images
 
 __all__ = ["main"]
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"})
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -55,17 +54,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def collect_pairs(args: argparse.Namespace) -> list[tuple[Path, str]]:
     """(image, caption) for every image to ground."""
     if args.captions is None:
-        images: list[Path] = []
-        for path in args.images:
-            if path.is_dir():
-                inside = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-                if not inside:
-                    raise InputError(f"no images in folder {path}")
-                images.extend(inside)
-            elif path.is_file():
-                images.append(path)
-            else:
-                raise InputError(f"image not found: {path}")
+        images = collect_images(args.images)
         return [(image, args.caption) for image in images]
     if not args.captions.is_file():
         raise InputError(f"captions file not found: {args.captions}")
