@@ -2,6 +2,7 @@
 
 import importlib.util
 import io
+import json
 import re
 import subprocess
 import sys
@@ -59,7 +60,15 @@ def test_cli_writes_every_mode(images: Path, tmp_path: Path) -> None:
     names = ["input", "pred", "input_pred", "input_pred_label", "stage1", "stage2"]
     names += ["first_group", "final_group", "overview"]
     expected = {f"{stem}_{name}.png" for stem in ("scene", "noise") for name in names}
-    assert {p.name for p in out.iterdir()} == expected
+    assert {p.name for p in out.iterdir()} == expected | {"scene.json", "noise.json"}
+    record = json.loads((out / "scene.json").read_text())
+    with Image.open(out / "scene_pred.png") as pred:
+        ids, counts = np.unique(np.asarray(pred), return_counts=True)
+    class_names = record["classes"]
+    assert record["pixel_share"] == {
+        class_names[str(i)]: round(int(n) / (96 * 72), 4) for i, n in zip(ids.tolist(), counts.tolist())
+    }  # the same labels as the pred picture
+    assert len(record["groups_per_stage"]) == 2 and record["short_side"] == 128 and record["mode"] == "slide"
     for stem, size in (("scene", (96, 72)), ("noise", (60, 80))):
         for name in names:
             with Image.open(out / f"{stem}_{name}.png") as picture:
@@ -79,9 +88,12 @@ def test_folder_input_and_default_modes(images: Path, tmp_path: Path) -> None:
     assert code == 0
     got = sorted(p.name for p in out.iterdir())
     assert got == sorted(
-        f"{s}_{n}.png"
-        for s in ("noise", "scene")
-        for n in ("input_pred_label", "stage1", "stage2", "overview")
+        [
+            f"{s}_{n}.png"
+            for s in ("noise", "scene")
+            for n in ("input_pred_label", "stage1", "stage2", "overview")
+        ]
+        + ["noise.json", "scene.json"]
     )
 
 
@@ -139,7 +151,9 @@ def test_truncated_and_broken_images_are_skipped_and_the_run_goes_on(
     )
     assert f"pictures of 2 images written to {out}; 2 skipped (named above)" in err
     assert sorted(p.name for p in out.iterdir()) == [
+        "noise.json",
         "noise_input_pred_label.png",
+        "scene.json",
         "scene_input_pred_label.png",
     ]
 

@@ -15,6 +15,7 @@ the run goes on; the exit status is then 1. Very large or elongated images get t
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from collections.abc import Sequence
@@ -334,8 +335,32 @@ def run(args: argparse.Namespace) -> tuple[int, int]:
         )
         for name, picture in pictures.items():
             picture.save(args.out / f"{stem}_{name}.png")
+        record = summary_record(path, labels, group_maps, args.class_names, short_side, args.mode)
+        (args.out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         drawn += 1
     return drawn, skipped
+
+
+def summary_record(
+    path: Path,
+    labels: torch.Tensor,
+    group_maps: Sequence[torch.Tensor],
+    class_names: Sequence[str],
+    short_side: int,
+    mode: str,
+) -> dict:
+    """What the pictures show, as data: the class of every id, each present class's pixel share
+    and the number of groups each stage uses (``labels`` [H, W], ``group_maps`` per stage [h, w])."""
+    counts = torch.bincount(labels.flatten().cpu(), minlength=len(class_names))
+    total = max(1, labels.numel())
+    return {
+        "image": str(path),
+        "short_side": short_side,
+        "mode": mode,
+        "classes": dict(enumerate(class_names)),
+        "pixel_share": {class_names[i]: round(int(n) / total, 4) for i, n in enumerate(counts.tolist()) if n},
+        "groups_per_stage": [int(g.unique().numel()) for g in group_maps],
+    }
 
 
 @report_input_errors("demo.py")
