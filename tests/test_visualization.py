@@ -129,6 +129,20 @@ def test_draw_labels_marks_every_segment() -> None:
     assert (drawn[0:5, 70:85] == blended[0:5, 70:85]).all()  # far from any label: untouched
 
 
+def test_draw_labels_skips_segments_below_the_area_share() -> None:
+    image, labels, _ = _scene()
+    palette = class_palette(21)
+    blended = draw_prediction(image, labels, palette)
+    # the second cat (1,050 of 12,288 pixels) is below 10% of the image; the first cat (2,000) and
+    # the dog (1,750) are not, and the largest segment of a class is always named
+    kept = [p for p in label_positions(labels) if p.area >= 1229]
+    assert sorted((p.label, p.area) for p in kept) == [(8, 2000), (12, 1750)]
+    expected = draw_labels(blended, labels, VOC_CLASSES, palette, positions=kept, font_size=10)
+    got = draw_labels(blended, labels, VOC_CLASSES, palette, font_size=10, min_area_fraction=0.1)
+    np.testing.assert_array_equal(got, expected)
+    assert not np.array_equal(got, draw_labels(blended, labels, VOC_CLASSES, palette, font_size=10))
+
+
 def test_prediction_leaves_background_unblended() -> None:
     image, labels, _ = _scene()
     out = draw_prediction(image, labels, class_palette(21), alpha=0.5)

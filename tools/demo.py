@@ -89,6 +89,13 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "demo.py") -> argp
         help="background threshold in [0, 1] (default: dataset's, else 0.95)",
     )
     parser.add_argument(
+        "--min-area",
+        type=unit_interval,
+        default=0.01,
+        help="input_pred_label names segments of at least this share of the image (default 0.01), "
+        "and the largest segment of every class",
+    )
+    parser.add_argument(
         "--no-background", action="store_true", help="no background class: every pixel gets a name"
     )
     parser.add_argument(
@@ -331,7 +338,13 @@ def run(args: argparse.Namespace) -> tuple[int, int]:
         labels = resize_scores(scores, (image.height, image.width)).argmax(dim=1)[0]
         group_maps = [g[0] for g in segmenter.group_maps(whole)] if wants_groups else []
         pictures = render(
-            image, labels, group_maps, args.class_names, args.vis, background_index=background_index
+            image,
+            labels,
+            group_maps,
+            args.class_names,
+            args.vis,
+            background_index=background_index,
+            min_label_area=args.min_area,
         )
         for name, picture in pictures.items():
             picture.save(args.out / f"{stem}_{name}.png")

@@ -117,19 +117,19 @@ def draw_labels(
     positions: Sequence[LabelPosition] | None = None,
     ignore_index: int | None = 0,
     font_size: int | None = None,
+    min_area_fraction: float = 0.0,
 ) -> np.ndarray:
     """Write the class name at every connected segment of ``label_map``.
 
-    ``positions`` defaults to ``label_positions(label_map, ignore_index, min_area)``
-    with ``min_area`` = the square of the font size, so specks are not labelled
-    (the largest segment of every class always is).
+    ``positions`` defaults to ``label_positions(label_map, ignore_index, min_area)`` with
+    ``min_area`` the larger of the font size squared and ``min_area_fraction`` of the image, so
+    specks and slivers are not labelled (the largest segment of every class always is).
     """
     height, width = image.shape[:2]
     size = font_size or default_font_size(height, width)
     if positions is None:
-        positions = label_positions(
-            label_map, ignore_index=ignore_index, min_area=size * size, max_depth=size
-        )
+        min_area = max(size * size, int(np.ceil(min_area_fraction * label_map.size)))
+        positions = label_positions(label_map, ignore_index=ignore_index, min_area=min_area, max_depth=size)
     canvas = Image.fromarray(image)
     draw = ImageDraw.Draw(canvas)
     font = load_font(size)

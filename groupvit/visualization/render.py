@@ -59,6 +59,7 @@ def render(
     palette: np.ndarray | None = None,
     background_index: int | None = 0,
     alpha: float = 0.5,
+    min_label_area: float = 0.0,
 ) -> dict[str, Image.Image]:
     """Draw the pictures of ``modes`` for one image.
 
@@ -71,6 +72,8 @@ def render(
         palette: ``[C, 3]`` class colours; VOC colour map by default (black skipped without background).
         background_index: class left unblended and unlabelled (None: none).
         alpha: weight of the class colours in the blends.
+        min_label_area: ``input_pred_label`` names only segments of at least this fraction of the
+            image (and the largest segment of every class).
 
     Returns:
         ``{name: PIL image}`` in the order of ``output_names(modes, len(group_maps))``;
@@ -104,7 +107,12 @@ def render(
         elif mode == "input_pred_label":
             blended = draw_prediction(image, labels, palette, alpha, background_index)
             pictures["input_pred_label"] = draw_labels(
-                blended, labels, class_names, palette, ignore_index=background_index
+                blended,
+                labels,
+                class_names,
+                palette,
+                ignore_index=background_index,
+                min_area_fraction=min_label_area,
             )
         elif mode == "all_groups":
             for stage, group_map in enumerate(groups, start=1):
