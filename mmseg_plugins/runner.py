@@ -121,7 +121,7 @@ def find_resumable_checkpoint(work_dir: str) -> str | None:
 
 @RUNNERS.register_module()
 class GroupViTRunner(Runner):
-    """mmengine's ``Runner`` with three changes for long training runs. Arguments are ``Runner``'s.
+    """mmengine's ``Runner`` with four changes for training runs. Arguments are ``Runner``'s.
 
     - ``--resume`` picks the newest checkpoint that loads (:func:`find_resumable_checkpoint`).
       mmengine trusts ``work_dir/last_checkpoint`` alone: when it is missing it logs "Auto resumed
@@ -135,9 +135,27 @@ class GroupViTRunner(Runner):
       name in the same folder; object-store backends keep mmengine's own write.
       ``last_checkpoint`` is still written in place by ``CheckpointHook`` (in a method that also
       rotates old checkpoints); a torn one is read as missing, which the look-up above survives.
+    - a val ``data_root`` that does not exist turns validation off with a warning, instead of
+      stopping a run on one's own captions before its first iteration.
     - an ``RNGStateHook`` is always registered, so that a resumed run draws the same random
       numbers as an uninterrupted one, whatever a config's ``custom_hooks`` list holds.
     """
+
+    def train(self):
+        self._drop_missing_validation()
+        return super().train()
+
+    def _drop_missing_validation(self) -> None:
+        """A val folder that does not exist turns validation off, with a warning naming it: training
+        on one's own captions needs no segmentation val set (a missing train folder stays an error)."""
+        loader = self._val_dataloader
+        root = loader.get("dataset", {}).get("data_root") if isinstance(loader, dict) else None
+        if root and not osp.isdir(root):
+            self.logger.warning(
+                f"val data_root {root!r} does not exist: training runs without zero-shot validation "
+                "(set val_dataloader.dataset.data_root to a segmentation val set to validate)"
+            )
+            self._val_loop = self._val_dataloader = self._val_evaluator = None
 
     def register_hooks(self, default_hooks=None, custom_hooks=None) -> None:
         super().register_hooks(default_hooks, custom_hooks)

@@ -155,3 +155,38 @@ def test_resampled_webdataset_training_is_reproducible(tmp_path: Path) -> None:
     first = _webdataset_run(tmp_path, pattern, "a", seed=7, num_workers=2)
     assert len(first) == 4
     assert _webdataset_run(tmp_path, pattern, "b", seed=7, num_workers=2) == first
+
+
+def test_training_without_the_val_folder_warns_and_trains(tmp_path: Path, one_thread) -> None:
+    """The synthetic config on one's own captions: its val folder does not exist here."""
+    from mmseg.registry import RUNNERS
+
+    data_root = write_caption_folder(tmp_path / "pairs", num=8)
+    cfg = Config.fromfile(REPO / "configs" / "groupvit" / "groupvit_tiny_synthetic.py")
+    cfg.merge_from_dict(
+        {
+            "model.model_name": "groupvit_tiny",
+            "train_dataloader.dataset.data_root": str(data_root),
+            "train_dataloader.batch_size": 4,
+            "train_dataloader.num_workers": 0,
+            "train_dataloader.persistent_workers": False,
+            "val_dataloader.num_workers": 0,
+            "val_dataloader.persistent_workers": False,
+            "val_dataloader.dataset.data_root": str(tmp_path / "no_val"),
+            "train_cfg.max_iters": 2,
+            "train_cfg.val_interval": 1,
+            "default_hooks.checkpoint.interval": 2,
+        }
+    )
+    cfg.work_dir = str(tmp_path / "work")
+    runner = RUNNERS.build(cfg)
+    runner.train()
+    assert runner.iter == 2 and runner.val_loop is None
+    log = next((tmp_path / "work").glob("*/*.log")).read_text()
+    assert (
+        f"val data_root '{tmp_path / 'no_val'}' does not exist: training runs without zero-shot validation"
+        in log
+    )
+    cfg.train_dataloader.dataset.data_root = str(tmp_path / "no_train")
+    with pytest.raises(FileNotFoundError, match="no_train"):  # a missing train folder stays an error
+        RUNNERS.build(cfg).train()
