@@ -119,9 +119,43 @@ def find_resumable_checkpoint(work_dir: str) -> str | None:
     return None
 
 
+def follow_max_iters(cfg) -> None:
+    """Make the schedule follow ``train_cfg.max_iters`` when it differs from the config's ``max_iters``.
+
+    The configs write their schedules for ``max_iters`` (warm-up 60 and cosine to 600 for the
+    synthetic run), and mmengine does not re-evaluate them when ``--cfg-options
+    train_cfg.max_iters=10`` is given, so a short run would end inside its warm-up. When an
+    iteration-based scheduler ends at the config's ``max_iters``, every one's ``begin`` / ``end``
+    is scaled by the same factor (warm-up stays the same share of the run), and the logger
+    reports at least ten times per run; a schedule written for another length is left alone.
+    """
+    planned, actual = cfg.get("max_iters"), (cfg.get("train_cfg") or {}).get("max_iters")
+    if not isinstance(planned, int) or not isinstance(actual, int) or planned <= 0 or planned == actual:
+        return
+    schedulers = cfg.get("param_scheduler") or []
+    schedulers = [schedulers] if isinstance(schedulers, dict) else list(schedulers)
+    by_iter = [s for s in schedulers if not s.get("by_epoch", True)]
+    if not any(s.get("end") == planned for s in by_iter):
+        return  # the schedule was written for another length (a config of its own): leave it
+    for scheduler in by_iter:
+        begin = min(actual, round(scheduler.get("begin", 0) * actual / planned))
+        scheduler["begin"] = begin
+        if isinstance(scheduler.get("end"), int):  # mmengine needs end > begin
+            scheduler["end"] = max(begin + 1, min(actual, round(scheduler["end"] * actual / planned)))
+    logger = (cfg.get("default_hooks") or {}).get("logger")
+    if isinstance(logger, dict) and isinstance(logger.get("interval"), int):
+        logger["interval"] = max(1, min(logger["interval"], actual // 10))
+    print_log(
+        f"train_cfg.max_iters {actual} (the config plans {planned}): learning-rate schedule scaled to "
+        f"{[(s.get('type'), s.get('begin'), s.get('end')) for s in schedulers]}",
+        logger="current",
+        level=logging.INFO,
+    )
+
+
 @RUNNERS.register_module()
 class GroupViTRunner(Runner):
-    """mmengine's ``Runner`` with four changes for training runs. Arguments are ``Runner``'s.
+    """mmengine's ``Runner`` with five changes for training runs. Arguments are ``Runner``'s.
 
     - ``--resume`` picks the newest checkpoint that loads (:func:`find_resumable_checkpoint`).
       mmengine trusts ``work_dir/last_checkpoint`` alone: when it is missing it logs "Auto resumed
@@ -135,11 +169,17 @@ class GroupViTRunner(Runner):
       name in the same folder; object-store backends keep mmengine's own write.
       ``last_checkpoint`` is still written in place by ``CheckpointHook`` (in a method that also
       rotates old checkpoints); a torn one is read as missing, which the look-up above survives.
+    - the schedule follows a ``train_cfg.max_iters`` given on the command line (:func:`follow_max_iters`).
     - a val ``data_root`` that does not exist turns validation off with a warning, instead of
       stopping a run on one's own captions before its first iteration.
     - an ``RNGStateHook`` is always registered, so that a resumed run draws the same random
       numbers as an uninterrupted one, whatever a config's ``custom_hooks`` list holds.
     """
+
+    @classmethod
+    def from_cfg(cls, cfg):
+        follow_max_iters(cfg)
+        return super().from_cfg(cfg)
 
     def train(self):
         self._drop_missing_validation()

@@ -157,7 +157,7 @@ def test_resampled_webdataset_training_is_reproducible(tmp_path: Path) -> None:
     assert _webdataset_run(tmp_path, pattern, "b", seed=7, num_workers=2) == first
 
 
-def test_training_without_the_val_folder_warns_and_trains(tmp_path: Path, one_thread) -> None:
+def test_short_run_on_own_captions_without_val_folder(tmp_path: Path, one_thread) -> None:
     """The synthetic config on one's own captions: its val folder does not exist here."""
     from mmseg.registry import RUNNERS
 
@@ -179,10 +179,13 @@ def test_training_without_the_val_folder_warns_and_trains(tmp_path: Path, one_th
         }
     )
     cfg.work_dir = str(tmp_path / "work")
-    runner = RUNNERS.build(cfg)
+    runner = RUNNERS.build(cfg)  # GroupViTRunner.from_cfg adapts cfg in place
     runner.train()
     assert runner.iter == 2 and runner.val_loop is None
     log = next((tmp_path / "work").glob("*/*.log")).read_text()
+    # the schedule (warm-up to 60, cosine to 600 in the config) follows the 2 iterations
+    assert [(s["begin"], s["end"]) for s in cfg.param_scheduler] == [(0, 1), (0, 2)]
+    assert cfg.default_hooks.logger.interval == 1
     assert (
         f"val data_root '{tmp_path / 'no_val'}' does not exist: training runs without zero-shot validation"
         in log
