@@ -65,6 +65,7 @@ def test_template_sets() -> None:
     assert len(SUBSET_TEMPLATES) == 7 and len(IMAGENET_TEMPLATES) == 80
     assert len(set(IMAGENET_TEMPLATES)) == 80
     assert set(SUBSET_TEMPLATES) <= set(IMAGENET_TEMPLATES)
+    assert SUBSET_TEMPLATES[0] == "itap of a {}." and SUBSET_TEMPLATES[-1] == "a photo of the small {}."
     assert IMAGENET_TEMPLATES[0] == "a bad photo of a {}." and IMAGENET_TEMPLATES[-1] == "a tattoo of the {}."
     assert all(t.count("{}") == 1 for t in IMAGENET_TEMPLATES)
     assert get_templates("simple") == ["a photo of a {}."]

@@ -21,7 +21,6 @@ from groupvit.visualization import (
     output_names,
     render,
     render_result,
-    segments,
 )
 from groupvit.visualization.draw import default_font_size
 from groupvit.visualization.figure import legend_entries, resize_map
@@ -72,23 +71,16 @@ def test_palettes() -> None:
     assert BOUNDARY_COLOR not in _distinct_colors(groups)
 
 
-def test_connected_components_numpy_matches_scipy() -> None:
-    pytest.importorskip("scipy")
-    rng = np.random.default_rng(0)
-    for shape, k in [((1, 1), 1), ((7, 5), 2), ((40, 60), 3), ((33, 17), 6)]:
-        label_map = rng.integers(0, k, shape)
-        a, na = segments._components_scipy(label_map)
-        b, nb = segments._components_numpy(label_map)
-        assert na == nb
-        assert len(set(zip(a.ravel().tolist(), b.ravel().tolist()))) == na  # same partition
-
-
 def test_connected_components_four_connectivity() -> None:
     checker = np.array([[0, 1], [1, 0]])
     ids, count = connected_components(checker)
     assert count == 4 and len(np.unique(ids)) == 4  # diagonal neighbours are not connected
     ids, count = connected_components(np.array([[1, 1, 0], [0, 1, 0], [1, 1, 0]]))
     assert count == 3  # the 1s form one snake, the 0s two pieces
+    expected = np.array([[2, 2, 0], [1, 2, 0], [2, 2, 0]])  # the 0s first (raster order), then the 1s
+    np.testing.assert_array_equal(ids, expected)
+    ids, count = connected_components(np.zeros((0, 3), dtype=np.int64))
+    assert count == 0 and ids.shape == (0, 3)
 
 
 def test_boundary_mask() -> None:

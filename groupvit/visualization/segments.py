@@ -7,11 +7,7 @@ return numpy arrays; nothing here draws.
 from typing import NamedTuple
 
 import numpy as np
-
-try:  # scipy is optional: it only makes the connected components faster
-    from scipy import ndimage as _ndimage
-except ImportError:  # pragma: no cover - depends on the environment
-    _ndimage = None
+from scipy import ndimage
 
 
 class LabelPosition(NamedTuple):
@@ -41,54 +37,17 @@ def boundary_mask(label_map: np.ndarray, thickness: int = 1) -> np.ndarray:
 
 
 def connected_components(label_map: np.ndarray) -> tuple[np.ndarray, int]:
-    """4-connected segments of equal label: ``(ids [H, W] int64 in [0, n), n)``."""
+    """4-connected segments of equal label: ``(ids [H, W] int64 in [0, n), n)`` (scipy's labelling
+    of each value's mask, numbered on)."""
     label_map = np.asarray(label_map)
-    if label_map.size == 0:
-        return np.zeros(label_map.shape, dtype=np.int64), 0
-    if _ndimage is not None:
-        return _components_scipy(label_map)
-    return _components_numpy(label_map)
-
-
-def _components_scipy(label_map: np.ndarray) -> tuple[np.ndarray, int]:
     ids = np.zeros(label_map.shape, dtype=np.int64)
     count = 0
     for value in np.unique(label_map):
-        comp, n = _ndimage.label(label_map == value)  # 4-connectivity by default
+        comp, n = ndimage.label(label_map == value)  # 4-connectivity by default
         mask = comp > 0
         ids[mask] = comp[mask] - 1 + count
         count += int(n)
     return ids, count
-
-
-def _components_numpy(label_map: np.ndarray) -> tuple[np.ndarray, int]:
-    """Union-find over horizontal runs: runs of one row join overlapping equal runs below."""
-    height, width = label_map.shape
-    # Runs: start where a row begins or its label changes.
-    starts = np.ones(label_map.shape, dtype=bool)
-    starts[:, 1:] = label_map[:, 1:] != label_map[:, :-1]
-    run_of_pixel = np.cumsum(starts.ravel()).reshape(height, width) - 1
-    num_runs = int(run_of_pixel[-1, -1]) + 1
-    parent = np.arange(num_runs)
-
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    # Vertical neighbours with equal labels link their runs.
-    same = label_map[1:, :] == label_map[:-1, :]
-    upper = run_of_pixel[:-1, :][same]
-    lower = run_of_pixel[1:, :][same]
-    pairs = np.unique(np.stack([upper, lower], axis=1), axis=0) if upper.size else np.zeros((0, 2), int)
-    for a, b in pairs:
-        ra, rb = find(int(a)), find(int(b))
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    roots = np.array([find(i) for i in range(num_runs)])
-    _, compact = np.unique(roots, return_inverse=True)
-    return compact[run_of_pixel].astype(np.int64), int(compact.max()) + 1
 
 
 def interior_depth(label_map: np.ndarray, max_depth: int) -> np.ndarray:
