@@ -34,7 +34,6 @@ from groupvit.data import synthetic
 from groupvit.errors import InputError, report_input_errors
 from groupvit.factory import get_model_config
 from groupvit.preprocess import DECODE_ERRORS, EvalTransform, collect_images, resized_size
-from groupvit.sliding_window import resize_scores
 from groupvit.templates import TEMPLATE_SETS
 from groupvit.visualization import GROUP_MODES, MODES, render
 
@@ -334,8 +333,10 @@ def run(args: argparse.Namespace) -> tuple[int, int]:
                 f"is limited to {MAX_WHOLE_TOKENS} patch tokens)",
                 file=sys.stderr,
             )
-        scores = segmenter.predict(whole if args.mode == "whole" else pixels).scores
-        labels = resize_scores(scores, (image.height, image.width)).argmax(dim=1)[0]
+        # labels without the dense [1, K + 1, H, W] scores: memory stays flat for a large --vocab
+        labels = segmenter.predict_labels(
+            whole if args.mode == "whole" else pixels, output_size=(image.height, image.width)
+        )[0]
         group_maps = [g[0] for g in segmenter.group_maps(whole)] if wants_groups else []
         pictures = render(
             image,
