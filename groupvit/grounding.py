@@ -11,7 +11,6 @@ names, and gives :class:`~groupvit.zero_shot.ZeroShotSegmenter`'s labels.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -24,6 +23,7 @@ from groupvit.phrases import NounPhrase, parse_prompt
 from groupvit.preprocess import EvalTransform, ImageInput, load_image
 from groupvit.sliding_window import pair, resize_scores, slide_inference
 from groupvit.templates import get_templates
+from groupvit.zero_shot import prepare_images
 from groupvit.zero_shot_functional import build_class_embeddings, gather_scores, group_scores, pixel_group_ids
 
 __all__ = ["GroundedPhrase", "GroundingResult", "PhraseGrounder"]
@@ -151,20 +151,13 @@ class PhraseGrounder:
         """The model input [1, 3, h, w] and the size (H, W) the result is given at."""
         if isinstance(image, Tensor):
             pixels = image[None] if image.ndim == 3 else image
-            if pixels.ndim != 4 or pixels.shape[:2] != (1, 3) or not pixels.is_floating_point():
-                raise InputError(
-                    f"an image tensor must be float [3, H, W] or [1, 3, H, W], got {image.dtype} {list(image.shape)}"
-                )
+            if pixels.ndim == 4 and pixels.shape[0] != 1:
+                raise InputError(f"ground() takes one image, got a batch of {pixels.shape[0]}")
             size = (pixels.shape[-2], pixels.shape[-1])
         else:
             rgb = load_image(image)
             pixels, size = self.transform(rgb)[None], (rgb.height, rgb.width)
-        if not torch.isfinite(pixels).all():
-            raise InputError("the image holds NaN or infinite values")
-        if getattr(self.model, "training", False):
-            warnings.warn("PhraseGrounder: the model is in training mode; call model.eval()", stacklevel=3)
-        param = next(self.model.parameters())
-        return pixels.to(device=param.device, dtype=param.dtype), size
+        return prepare_images(pixels, self.model, "PhraseGrounder"), size
 
     def _embed(self, queries: list[str], prefixes: list[str]) -> Tensor:
         """[U, D] unit embeddings of the queries (read in their caption prefixes with ``context``)."""
@@ -186,17 +179,17 @@ class PhraseGrounder:
         )
 
     def _window_scores(self, pixels: Tensor, embeds: Tensor) -> Tensor:
-        """[B, 3, h, w] -> [B, U + 1, h, w]: the zero-shot protocol's group rows, plus the similarity
+        """[B, 3, h, w] -> [B, U + 1, h, w]: the zero-shot protocol's group rows with the similarity
         gate, given to every pixel of the group."""
         features = self.model.forward_segmentation(pixels)
-        scale = self.model.logit_scale_value()
         rows = group_scores(
-            features, embeds, scale, background=True, bg_thresh=self.bg_thresh, top_k=self.top_k
+            features,
+            embeds,
+            self.model.logit_scale_value(),
+            bg_thresh=self.bg_thresh,
+            top_k=self.top_k,
+            min_similarity=self.min_similarity,
         )
-        similarity = F.normalize(features.group_embeds, dim=-1) @ embeds.t()  # [B, G, U] cosines
-        weak = similarity.amax(dim=-1, keepdim=True) < self.min_similarity  # [B, G, 1]
-        rows = rows.masked_fill(weak, 0.0)
-        rows[..., :1] = rows[..., :1].masked_fill(weak, 1.0)
         return gather_scores(rows, pixel_group_ids(features, (pixels.shape[-2], pixels.shape[-1])))
 
     def __repr__(self) -> str:

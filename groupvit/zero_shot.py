@@ -345,22 +345,7 @@ class ZeroShotSegmenter:
         )
 
     def _prepare(self, images: Tensor) -> Tensor:
-        if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
-            shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-            raise InputError(f"images must be a float tensor [B, 3, H, W], got {shape}")
-        if not images.is_floating_point():
-            raise InputError(f"images must be float (ImageNet-normalised), got {images.dtype}")
-        bad = (~torch.isfinite(images).flatten(1).all(dim=1)).nonzero().flatten().tolist()
-        if bad:
-            # NaN pixels would still get labels (argmax of NaN scores): a broken input, not a prediction.
-            raise InputError(
-                f"images {bad} of the batch of {images.shape[0]} hold NaN or infinite values: "
-                "check the image loading and normalisation"
-            )
-        if getattr(self.model, "training", False):
-            warnings.warn("ZeroShotSegmenter: the model is in training mode; call model.eval()", stacklevel=3)
-        device, dtype = _device_dtype(self.model)
-        return images.to(device=device, dtype=dtype)
+        return prepare_images(images, self.model, "ZeroShotSegmenter")
 
     def __repr__(self) -> str:
         return (
@@ -368,6 +353,30 @@ class ZeroShotSegmenter:
             f"background={self.background}, bg_thresh={self.bg_thresh}, top_k={self.top_k}, mode={self.mode!r}, "
             f"window={self.window}, stride={self.stride})"
         )
+
+
+def prepare_images(images: Tensor, model: nn.Module, who: str) -> Tensor:
+    """Check a batch [B, 3, H, W] of normalised images and move it to the model's device and dtype.
+
+    Not a float 4-D tensor with 3 channels, or NaN / infinite values (they would still get labels,
+    argmax of NaN scores): an :class:`InputError` naming the images. A model in training mode: a
+    warning naming ``who``.
+    """
+    if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise InputError(f"images must be a float tensor [B, 3, H, W], got {shape}")
+    if not images.is_floating_point():
+        raise InputError(f"images must be float (ImageNet-normalised), got {images.dtype}")
+    bad = (~torch.isfinite(images).flatten(1).all(dim=1)).nonzero().flatten().tolist()
+    if bad:
+        raise InputError(
+            f"images {bad} of the batch of {images.shape[0]} hold NaN or infinite values: "
+            "check the image loading and normalisation"
+        )
+    if getattr(model, "training", False):
+        warnings.warn(f"{who}: the model is in training mode; call model.eval()", stacklevel=4)
+    device, dtype = _device_dtype(model)
+    return images.to(device=device, dtype=dtype)
 
 
 def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:

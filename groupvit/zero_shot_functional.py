@@ -183,6 +183,7 @@ def group_scores(
     background: bool = True,
     bg_thresh: float = 0.95,
     top_k: int = 5,
+    min_similarity: float | None = None,
 ) -> Tensor:
     """Steps 3-5 per final group: the score row that every pixel of a group gets.
 
@@ -196,6 +197,9 @@ def group_scores(
         background: prepend the background channel.
         bg_thresh: background threshold (used when ``background``).
         top_k: image-level classes kept per image.
+        min_similarity: with ``background``, a group whose cosine similarity with every class is
+            below it becomes background whatever the softmax says (phrase grounding's gate: a
+            caption's few phrases are no closed vocabulary); None: the protocol, no gate.
 
     Returns:
         Tensor [B, G, C], C = K + 1 (background at channel 0) or K; a class outside an image's
@@ -213,7 +217,13 @@ def group_scores(
     if not background:
         return rows
     group_bg = background_channel(rows.transpose(1, 2)[..., None], affinity, bg_thresh)  # [B, 1, G, 1]
-    return torch.cat([group_bg[:, 0], rows], dim=-1)
+    rows = torch.cat([group_bg[:, 0], rows], dim=-1)
+    if min_similarity is not None:
+        weak = (group_embeds @ class_embeds.t()).amax(dim=-1, keepdim=True) < min_similarity  # [B, G, 1]
+        background_row = torch.zeros_like(rows[:1, :1])
+        background_row[..., 0] = 1.0
+        rows = torch.where(weak, background_row, rows)
+    return rows
 
 
 def pixel_group_ids(features: SegmentationFeatures, output_size: tuple[int, int]) -> Tensor:
