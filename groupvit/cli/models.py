@@ -10,11 +10,12 @@ from groupvit.errors import InputError
 from groupvit.factory import create_model, get_model_config, list_models
 from groupvit.models.groupvit import GroupViT
 
-__all__ = ["detect_model_name", "load_model"]
+__all__ = ["detect_preset", "load_model"]
 
 
-def detect_model_name(state_dict: dict[str, torch.Tensor]) -> str | None:
-    """The preset whose parameter names and shapes equal ``state_dict``'s (our layout), or None."""
+def detect_preset(state_dict: dict[str, torch.Tensor]) -> tuple[str, GroupViT] | None:
+    """The preset whose parameter names and shapes equal ``state_dict``'s (our layout) and a fresh
+    model of it (built for the comparison, so the caller loads into it), or None."""
     optional = {"multi_label_logit_scale"}  # HF files lack it; loading keeps the model's init
 
     def shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
@@ -29,25 +30,28 @@ def detect_model_name(state_dict: dict[str, torch.Tensor]) -> str | None:
         )
         if widths != (cfg.vision.width, cfg.text.width):
             continue  # cheap test first: only plausible presets are built
-        if shapes(GroupViT.from_config(cfg).state_dict()) == wanted:
-            return name
+        model = GroupViT.from_config(cfg)
+        if shapes(model.state_dict()) == wanted:
+            return name, model
     return None
 
 
 def load_model(checkpoint: str | Path, model_name: str | None = None, device: str = "cpu") -> GroupViT:
     """The model of ``checkpoint`` in eval mode on ``device``; its preset detected when not given."""
-    from groupvit.checkpoint import convert_state_dict, read_checkpoint
+    from groupvit.checkpoint import convert_state_dict, load_checkpoint, read_checkpoint
 
     try:
         state_dict = convert_state_dict(read_checkpoint(checkpoint))
     except InputError as e:
         text = str(e)
         raise InputError(text if str(checkpoint) in text else f"checkpoint {checkpoint}: {text}") from None
-    if model_name is None:
-        model_name = detect_model_name(state_dict)
-        if model_name is None:
-            raise InputError(
-                f"checkpoint {checkpoint} fits none of the presets ({', '.join(list_models())}); "
-                "name one with --model"
-            )
-    return create_model(model_name, checkpoint=state_dict).to(device).eval()
+    if model_name is not None:
+        return create_model(model_name, checkpoint=state_dict).to(device).eval()
+    found = detect_preset(state_dict)
+    if found is None:
+        raise InputError(
+            f"checkpoint {checkpoint} fits none of the presets ({', '.join(list_models())}); name one with --model"
+        )
+    model_name, model = found
+    load_checkpoint(model, state_dict, model_name=model_name)
+    return model.to(device).eval()
