@@ -9,6 +9,7 @@ ImageNet statistics, as the paper's test pipeline does.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,12 +24,14 @@ from groupvit.errors import InputError
 __all__ = [
     "DECODE_ERRORS",
     "IMAGE_SUFFIXES",
+    "MAX_WHOLE_TOKENS",
     "collect_images",
     "EvalTransform",
     "ImageInput",
     "load_image",
     "resized_size",
     "to_rgb",
+    "whole_image_side",
 ]
 
 ImageInput = str | Path | Image.Image | np.ndarray
@@ -43,6 +46,11 @@ DECODE_ERRORS = (
     EOFError,
     Image.DecompressionBombError,
 )
+# Patch tokens of one whole-image forward pass (the groups panel, --mode whole). Attention makes its
+# cost quadratic in the tokens: on one CPU thread groupvit_s takes 0.7 s at 784 tokens (448 x 448),
+# 5 s at 3,136 and 16 s at 6,272, so the 62,720 tokens of a 4000 x 50 image at short side 448 would
+# take about half an hour. 4,096 keeps every picture up to 5:1 at 448 px at full size.
+MAX_WHOLE_TOKENS = 4096
 _DEEP_GREY_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 
 
@@ -133,6 +141,24 @@ def resized_size(size: tuple[int, int], short_side: int) -> tuple[int, int]:
     height, width = size
     scale = short_side / min(height, width)
     return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def whole_image_side(
+    size: tuple[int, int], short_side: int, patch: int, max_tokens: int = MAX_WHOLE_TOKENS
+) -> int:
+    """The largest short side <= ``short_side`` at which an image of ``size`` (H, W) has at most
+    ``max_tokens`` patch tokens; 0 when even one patch row holds more."""
+
+    def tokens(side: int) -> int:
+        height, width = resized_size(size, side)
+        return (height // patch) * (width // patch)
+
+    if tokens(short_side) <= max_tokens:
+        return short_side
+    side = min(short_side, int(short_side * math.sqrt(max_tokens / tokens(short_side))) + patch)
+    while side >= patch and tokens(side) > max_tokens:
+        side -= 1
+    return side if side >= patch else 0
 
 
 class EvalTransform:

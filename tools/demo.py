@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,28 +26,27 @@ from tqdm import tqdm
 
 import groupvit
 from groupvit import preprocess as preprocess_module
-from groupvit.class_names import DATASET_BG_THRESH, DATASET_CLASSES
+from groupvit.class_names import DATASET_BG_THRESH
 from groupvit.cli.args import unit_interval
 from groupvit.cli.models import load_model
-from groupvit.data import synthetic
+from groupvit.cli.records import summary_record
+from groupvit.cli.vocabulary import CLASS_LISTS, build_class_names
 from groupvit.errors import InputError, report_input_errors
 from groupvit.factory import get_model_config
-from groupvit.preprocess import DECODE_ERRORS, EvalTransform, collect_images, resized_size
+from groupvit.preprocess import (
+    DECODE_ERRORS,
+    MAX_WHOLE_TOKENS,
+    EvalTransform,
+    collect_images,
+    whole_image_side,
+)
 from groupvit.templates import TEMPLATE_SETS
 from groupvit.visualization import GROUP_MODES, MODES, render
 
 DEFAULT_MODES = ("input_pred_label", "all_groups", "overview")
 CHECKPOINT_SUFFIXES = frozenset({".pth", ".pt", ".bin", ".ckpt", ".safetensors"})
-# The benchmarks' class lists, plus the procedural scenes the synthetic model is trained on.
-CLASS_LISTS: dict[str, tuple[str, ...]] = {**DATASET_CLASSES, "synthetic": synthetic.CLASSES}
 # synthetic: the value in configs/groupvit/groupvit_tiny_synthetic.py (chosen on a tuning split)
 BG_THRESH: dict[str, float] = {**DATASET_BG_THRESH, "synthetic": 0.95}
-# Patch tokens of one whole-image forward pass (the groups panel, --mode whole). Attention makes its
-# cost quadratic in the tokens: on one CPU thread groupvit_s takes 0.7 s at 784 tokens (448 x 448),
-# 5 s at 3,136 and 16 s at 6,272, so the 62,720 tokens of a 4000 x 50 image at short side 448 would
-# take about half an hour. 4,096 keeps every picture up to 5:1 at 448 px at full size.
-MAX_WHOLE_TOKENS = 4096
-# Greyscale modes with more than 8 bits, scaled into 0..255 rather than clipped by PIL's convert().
 
 
 class UnreadableImage(InputError):
@@ -158,29 +156,6 @@ def first_non_folder(path: Path) -> Path | None:
     return None
 
 
-def build_class_names(vocab: str | None, dataset: str | None, background: bool = True) -> list[str]:
-    """Class names, "background" first when ``background``; ``vocab`` is added to ``dataset``'s list.
-
-    Duplicates (ignoring case and spacing) and a user-written "background" are dropped.
-    """
-    names: list[str] = []
-    if dataset is not None:
-        names.extend(CLASS_LISTS[dataset][1:])
-    if vocab is not None:
-        words = [w.strip() for w in vocab.split(",") if w.strip()]
-        if not words:
-            raise InputError(f"empty vocabulary: --vocab {vocab!r} holds no class name")
-        names.extend(words)
-    unique: dict[str, str] = {}
-    for name in names:
-        key = " ".join(name.lower().split())
-        if key != "background":
-            unique.setdefault(key, name)
-    if not unique:
-        raise InputError("empty vocabulary: no class name besides 'background'")
-    return (["background"] if background else []) + list(unique.values())
-
-
 def checkpoint_reachable(checkpoint: str) -> bool:
     """False only for what is clearly a local path that does not exist (tags and URLs pass)."""
     if checkpoint.startswith(("http://", "https://")) or Path(checkpoint).exists():
@@ -212,24 +187,6 @@ def check_images(paths: Sequence[Path]) -> tuple[list[Path], list[UnreadableImag
         more = f" (and {len(unreadable) - 1} more unreadable files)" if len(unreadable) > 1 else ""
         raise InputError(f"{unreadable[0]}{more}")
     return readable, unreadable
-
-
-def whole_image_side(
-    size: tuple[int, int], short_side: int, patch: int, max_tokens: int = MAX_WHOLE_TOKENS
-) -> int:
-    """The largest short side <= ``short_side`` at which an image of ``size`` (H, W) has at most
-    ``max_tokens`` patch tokens; 0 when even one patch row holds more."""
-
-    def tokens(side: int) -> int:
-        height, width = resized_size(size, side)
-        return (height // patch) * (width // patch)
-
-    if tokens(short_side) <= max_tokens:
-        return short_side
-    side = min(short_side, int(short_side * math.sqrt(max_tokens / tokens(short_side))) + patch)
-    while side >= patch and tokens(side) > max_tokens:
-        side -= 1
-    return side if side >= patch else 0
 
 
 def preprocess(image: Image.Image, short_side: int) -> torch.Tensor:
@@ -353,28 +310,6 @@ def run(args: argparse.Namespace) -> tuple[int, int]:
         (args.out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         drawn += 1
     return drawn, skipped
-
-
-def summary_record(
-    path: Path,
-    labels: torch.Tensor,
-    group_maps: Sequence[torch.Tensor],
-    class_names: Sequence[str],
-    short_side: int,
-    mode: str,
-) -> dict:
-    """What the pictures show, as data: the class of every id, each present class's pixel share
-    and the number of groups each stage uses (``labels`` [H, W], ``group_maps`` per stage [h, w])."""
-    counts = torch.bincount(labels.flatten().cpu(), minlength=len(class_names))
-    total = max(1, labels.numel())
-    return {
-        "image": str(path),
-        "short_side": short_side,
-        "mode": mode,
-        "classes": dict(enumerate(class_names)),
-        "pixel_share": {class_names[i]: round(int(n) / total, 4) for i, n in enumerate(counts.tolist()) if n},
-        "groups_per_stage": [int(g.unique().numel()) for g in group_maps],
-    }
 
 
 @report_input_errors("demo.py")

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from groupvit.cli.grounder import add_grounder_arguments, build_grounder
+from groupvit.cli.records import phrase_records
 from groupvit.errors import InputError, report_input_errors
 from groupvit.preprocess import collect_images
 
@@ -83,15 +84,10 @@ def write_outputs(out: Path, stem: str, image: Image.Image, caption: str, result
     spans = [p.span for p in result.phrases]
     empty = [not bool(p.mask.any()) for p in result.phrases]
     draw_grounding(np.asarray(image), labels, caption, spans, empty).save(out / f"{stem}_grounding.png")
-    phrases = []
-    for index, phrase in enumerate(result.phrases, 1):
-        mask_name = f"{stem}_phrase{index}.png"
-        Image.fromarray(phrase.mask.numpy().astype(np.uint8) * 255, "L").save(out / mask_name)
-        share = float(phrase.mask.float().mean())
-        phrases.append(
-            {"text": phrase.text, "span": list(phrase.span), "score": round(phrase.score, 4),
-             "pixel_share": round(share, 4), "mask": mask_name}
-        )  # fmt: skip
+    phrases = phrase_records(result)
+    for index, (phrase, entry) in enumerate(zip(result.phrases, phrases), 1):
+        entry["mask"] = f"{stem}_phrase{index}.png"
+        Image.fromarray(phrase.mask.numpy().astype(np.uint8) * 255, "L").save(out / entry["mask"])
     record = {"caption": caption, "phrases": phrases}
     (out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return record
