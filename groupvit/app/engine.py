@@ -24,7 +24,14 @@ from groupvit.errors import InputError
 from groupvit.factory import get_model_config, list_models
 from groupvit.grounding import PhraseGrounder
 from groupvit.models.groupvit import GroupViT
-from groupvit.preprocess import DECODE_ERRORS, MAX_WHOLE_TOKENS, EvalTransform, load_image, whole_image_side
+from groupvit.preprocess import (
+    DECODE_ERRORS,
+    MAX_WHOLE_TOKENS,
+    EvalTransform,
+    load_image,
+    resized_size,
+    whole_image_side,
+)
 from groupvit.visualization.grounding import phrase_palette
 from groupvit.visualization.palette import class_palette
 from groupvit.zero_shot import ZeroShotSegmenter
@@ -96,9 +103,7 @@ def load_app_model(checkpoint: str | Path, model_name: str | None = None, device
     try:
         model = load_model(checkpoint, model_name, device)
     except RuntimeError as e:  # load_state_dict's word for weights that do not fit the named preset
-        raise InputError(
-            f"checkpoint {checkpoint} does not fit {model_name}: {str(e).splitlines()[0]}"
-        ) from None
+        raise InputError(f"checkpoint {checkpoint}: {str(e).splitlines()[0]}") from None
     name = model_name or next(n for n in list_models() if get_model_config(n) == model.config)
     return AppModel(model, name, _shown_path(checkpoint))
 
@@ -123,9 +128,20 @@ def open_image(path: str | Path, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Im
         raise InputError(f"{name}: {str(e).rsplit(': ', 1)[-1]}") from None
 
 
+def _check_resized(image: Image.Image, short_side: int) -> None:
+    """An image so elongated that at ``short_side`` it would exceed :data:`MAX_IMAGE_PIXELS`: an error."""
+    height, width = resized_size((image.height, image.width), short_side)
+    if height * width > MAX_IMAGE_PIXELS:
+        raise InputError(
+            f"a {image.width} x {image.height} image is too elongated: at the model's short side "
+            f"{short_side} px it would be {width} x {height} ({height * width / 1e6:.0f} MP); crop it"
+        )
+
+
 def _whole_pixels(app: AppModel, image: Image.Image) -> tuple[torch.Tensor, int]:
     """The image at the largest short side (up to the preset's) that one forward pass takes."""
     config = app.model.config
+    _check_resized(image, config.inference.short_side)
     side = whole_image_side(
         (image.height, image.width), config.inference.short_side, config.vision.patch_size
     )
