@@ -17,12 +17,16 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from groupvit.cli.args import at_least
 from groupvit.errors import InputError, report_input_errors
 from groupvit.factory import list_models
+
+if TYPE_CHECKING:
+    import gradio
 
 __all__ = ["DEFAULT_CHECKPOINT", "main", "parse_args", "start"]
 
@@ -50,9 +54,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def start(args: argparse.Namespace, block: bool = True):
-    """Load the model, build the page and serve it; returns Gradio's ``(app, local_url, share_url)``
-    (``block=False`` returns at once and serves from a thread)."""
+def start(args: argparse.Namespace, block: bool = True) -> gradio.Blocks:
+    """Load the model, build the page and serve it until interrupted; ``block=False`` returns the
+    page at once (served from a thread; ``page.local_url``, ``page.close()``)."""
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -68,13 +72,14 @@ def start(args: argparse.Namespace, block: bool = True):
     examples = write_examples(work / "examples")
     page = build_app(app_model, examples, work / "downloads")
     print(f"groupvit-app: {app_model.name} from {app_model.checkpoint}", file=sys.stderr)
-    return page.launch(
+    page.launch(
         server_name=args.host,
         server_port=args.port or _free_port(args.host),
         prevent_thread_lock=not block,
         quiet=not block,
         **launch_options(work / "downloads", work / "examples"),
     )
+    return page
 
 
 def _free_port(host: str) -> int:
