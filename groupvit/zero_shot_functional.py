@@ -150,7 +150,10 @@ def group_class_affinity(
     affinity = group_logits.softmax(dim=-1)
     image_probs = (logit_scale * image_embeds @ class_embeds.t()).softmax(dim=-1)  # [B, K]
     keep_idx = image_probs.topk(min(top_k, class_embeds.shape[0]), dim=-1).indices  # [B, k]
-    keep = torch.zeros_like(image_probs, dtype=torch.bool).scatter_(1, keep_idx, True)
+    # a tensor source, not the scalar True: the TorchScript ONNX exporter has no bool-scalar scatter_
+    keep = torch.zeros_like(image_probs, dtype=torch.bool).scatter(
+        1, keep_idx, torch.ones_like(keep_idx, dtype=torch.bool)
+    )
     restricted = group_logits.masked_fill(~keep[:, None, :], float("-inf")).softmax(dim=-1)
     return restricted * affinity
 

@@ -72,13 +72,22 @@ def start(args: argparse.Namespace, block: bool = True) -> gradio.Blocks:
     examples = write_examples(work / "examples")
     page = build_app(app_model, examples, work / "downloads")
     print(f"groupvit-app: {app_model.name} from {app_model.checkpoint}", file=sys.stderr)
-    page.launch(
+    options = dict(
         server_name=args.host,
-        server_port=args.port or _free_port(args.host),
         prevent_thread_lock=not block,
         quiet=not block,
         **launch_options(work / "downloads", work / "examples"),
     )
+    for attempt in range(3):
+        try:
+            page.launch(server_port=args.port or _free_port(args.host), **options)
+            break
+        except ValueError as e:
+            # Gradio asks its own page once, with a 3 s timeout, before it returns; on a loaded
+            # machine that one request can miss it, and Gradio then stops with this error.
+            if "localhost is not accessible" not in str(e) or attempt == 2:
+                raise
+            page.close()
     return page
 
 
