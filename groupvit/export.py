@@ -7,10 +7,12 @@ exported graph needs no text tower and no tokenizer. It returns the labels and t
 every final group (a pixel's scores are its group's row), not the dense [B, C, H, W] scores.
 
 The graph is exported with the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``;
-torch 2.14's default dynamo exporter needs ``onnxscript``) at one fixed input size: the patch grid,
-the bicubic resampling of the positional embedding to it and the bilinear resize of the group
-maps are computed from the input's size in Python and traced as constants. The batch axis is
-dynamic. :func:`check_onnx_input` refuses any other size with the size the graph takes.
+torch 2.14's default dynamo exporter needs ``onnxscript``) with dynamic batch, height and width:
+the exporter records the patch grid, the bicubic resampling of the positional embedding to it and
+the bilinear resize of the group maps as functions of the input's shape (tests/test_export.py:
+labels equal PyTorch's at 320 x 320, the traced size, and at 320 x 480, 333 x 401 and 64 x 64).
+What is fixed at tracing: the checks of the Python code (H and W at least the patch size), so
+:func:`check_onnx_input` refuses smaller images before onnxruntime sees them.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ class GraphSpec(NamedTuple):
     """What an exported graph takes and gives (stored as JSON in the ONNX file's metadata)."""
 
     preset: str
-    height: int  # the only input height the graph takes
-    width: int  # the only input width
+    min_side: int  # the smallest height and width the graph takes (the patch size)
+    traced_size: list[int]  # [H, W] of the example input the graph was traced with
     class_names: list[str]  # id -> name of the labels; "background" at 0 when background
     bg_thresh: float
     top_k: int
@@ -77,7 +79,7 @@ class SegmentationGraph(nn.Module):
 def export_onnx(
     segmenter: ZeroShotSegmenter, preset: str, size: tuple[int, int], out: Path, force: bool = False
 ) -> GraphSpec:
-    """Write ``segmenter``'s whole-image forward at input ``size`` (H, W) to ``out`` as ONNX.
+    """Write ``segmenter``'s whole-image forward, traced at input ``size`` (H, W), to ``out`` as ONNX.
 
     An existing ``out`` is kept (an :class:`InputError`) unless ``force``. The model must be in
     ``eval()`` mode; the graph runs on CPU float32.
@@ -97,7 +99,7 @@ def export_onnx(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with warnings.catch_warnings():
-        # the tracer's note that shapes become constants: the fixed input size, as documented above
+        # the tracer's notes on Python-side shape checks, which become constants (module docstring)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(
             graph,
@@ -106,11 +108,15 @@ def export_onnx(
             dynamo=False,
             input_names=["images"],
             output_names=["labels", "group_scores"],
-            dynamic_axes={"images": {0: "batch"}, "labels": {0: "batch"}, "group_scores": {0: "batch"}},
+            dynamic_axes={
+                "images": {0: "batch", 2: "height", 3: "width"},
+                "labels": {0: "batch", 1: "height", 2: "width"},
+                "group_scores": {0: "batch"},
+            },
             opset_version=OPSET,
         )
     names = (["background"] if segmenter.background else []) + list(segmenter.class_names)
-    spec = GraphSpec(preset, height, width, names, segmenter.bg_thresh, segmenter.top_k)
+    spec = GraphSpec(preset, patch, [height, width], names, segmenter.bg_thresh, segmenter.top_k)
     proto = onnx.load(str(tmp))
     entry = proto.metadata_props.add()
     entry.key, entry.value = _SPEC_KEY, json.dumps(spec._asdict())
@@ -134,15 +140,15 @@ def read_spec(path: Path) -> GraphSpec:
 
 
 def check_onnx_input(images: np.ndarray, spec: GraphSpec) -> np.ndarray:
-    """``images`` as the graph takes them (float32 [B, 3, H, W] at the export size), or an
-    :class:`InputError` that names the size the graph takes."""
+    """``images`` as the graph takes them (float32 [B, 3, H, W], H and W at least ``spec.min_side``),
+    or an :class:`InputError` that names what the graph takes."""
     if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[1] != 3:
         shape = list(images.shape) if isinstance(images, np.ndarray) else type(images).__name__
-        raise InputError(f"images must be a float array [B, 3, {spec.height}, {spec.width}], got {shape}")
-    if tuple(images.shape[2:]) != (spec.height, spec.width):
+        raise InputError(f"images must be a float array [B, 3, H, W], got {shape}")
+    if min(images.shape[2:]) < spec.min_side:
         raise InputError(
-            f"this graph takes {spec.height} x {spec.width} images (H x W), got {images.shape[2]} x "
-            f"{images.shape[3]}: resize them (EvalTransform + crop) or export again with --size H W"
+            f"images of {images.shape[2]} x {images.shape[3]} (H x W) are smaller than one "
+            f"{spec.min_side} x {spec.min_side} patch: resize them (EvalTransform)"
         )
     if not np.issubdtype(images.dtype, np.floating):
         raise InputError(f"images must be float (ImageNet-normalised), got {images.dtype}")

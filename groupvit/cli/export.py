@@ -3,9 +3,11 @@
     groupvit-export --vocab "apple, car, tree" --out work_dirs/synthetic.onnx
     groupvit-export --checkpoint gcc_yfcc --dataset voc --size 448 448 --out voc.onnx
 
-The graph takes ImageNet-normalised float32 images [B, 3, H, W] at exactly the ``--size`` it was
-exported at (default: the preset's inference short side, square) and returns ``labels`` [B, H, W]
-int64 (0 = background) and ``group_scores`` [B, G, C]. The class names, the size and the
+The graph takes ImageNet-normalised float32 images [B, 3, H, W] of any size with H, W at least the
+patch size (resize them to the preset's short side first, as ``EvalTransform`` does: what the model
+was evaluated at) and returns ``labels`` [B, H, W] int64 (0 = background) and ``group_scores``
+[B, G, C] (a pixel's scores are its final group's row). ``--size`` is only the example input it is
+traced with. The class names, the size and the
 threshold are in the file's metadata (``groupvit.export.read_spec``). An existing file is kept
 unless ``--force``. docs/export.md has what is tested.
 """
@@ -80,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = tuple(args.size) if args.size else (inference.short_side, inference.short_side)
     spec = export_onnx(segmenter, preset, size, args.out, force=args.force)
     print(
-        f"wrote {args.out}: {preset}, {len(spec.class_names)} classes, input [B, 3, {spec.height}, {spec.width}]",
+        f"wrote {args.out}: {preset}, {len(spec.class_names)} classes, input [B, 3, H, W], H, W >= {spec.min_side}",
         file=sys.stderr,
     )
     return 0
