@@ -136,3 +136,24 @@ def test_a_checkpoint_that_does_not_fit(tmp_path: Path) -> None:
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match=str(junk)):
         engine.load_app_model(junk)
+
+
+def test_page_handlers_turn_errors_into_one_status_line(caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("gradio", reason="gradio is not installed (pip install 'groupvit[app]')")
+    from groupvit.app.ui import _on_page
+
+    @_on_page(outputs=3)
+    def bad_input():
+        raise InputError("empty vocabulary: type the class names")
+
+    @_on_page(outputs=2)
+    def bug():
+        raise KeyError("oops")
+
+    with pytest.warns(UserWarning):  # gr.Warning outside a request is a Python warning
+        status, *rest = bad_input()
+    assert status == "⚠️ empty vocabulary: type the class names" and len(rest) == 2
+    with pytest.warns(UserWarning):
+        status, _ = bug()
+    assert status == "⚠️ internal error (the traceback is in the server's log); try another input"
+    assert "KeyError: 'oops'" in caplog.text  # the traceback went to the server's log
