@@ -1,6 +1,5 @@
-"""groupvit.group_analysis on hand-built maps, and tools/analyze_groups.py on the shipped model."""
+"""groupvit.group_analysis on hand-built maps, and groupvit-analyze on the shipped model."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -74,10 +73,9 @@ def test_group_label_counts_rejects_mismatched_shapes() -> None:
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location("analyze_groups", ROOT / "tools" / "analyze_groups.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from groupvit.cli import analyze
+
+    return analyze
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +114,7 @@ def test_tool_on_the_shipped_model(val_dir: Path, tmp_path: Path, capsys: pytest
     assert 1 <= result["groups_used_per_image"]["stage 1"] <= 16
     assert 0 <= result["object_groups_named_right"] <= 1 and result["object_groups"] > 0
 
-    # The protocol row equals tools/demo.py's labels scored by the same confusion matrix.
+    # The protocol row equals groupvit-demo's labels scored by the same confusion matrix.
     demo = tool.demo
     args = demo.parse_args(argv[:1] + argv[3:9] + ["--device", "cpu"])
     segmenter, short_side = demo.build_segmenter(args)
@@ -139,7 +137,7 @@ def test_tool_names_a_missing_label_map(val_dir: Path, tmp_path: Path, capsys: p
     argv += ["--model", "groupvit_tiny_synthetic", "--checkpoint", str(CHECKPOINT), "--device", "cpu"]
     assert tool.main(argv) == 2
     err = capsys.readouterr().err
-    assert err == f"analyze_groups.py: error: 12 label maps are missing, e.g. {ann / '000.png'}\n"
+    assert err == f"groupvit-analyze: error: 12 label maps are missing, e.g. {ann / '000.png'}\n"
 
 
 def test_tool_names_a_mis_sized_or_unreadable_label_map(
@@ -155,12 +153,12 @@ def test_tool_names_a_mis_sized_or_unreadable_label_map(
     (ann / "001.png").write_bytes(b"not a png")
     assert tool.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.endswith(f"analyze_groups.py: error: {ann / '000.png'} is 48x32, its image 64x64\n")
+    assert err.endswith(f"groupvit-analyze: error: {ann / '000.png'} is 48x32, its image 64x64\n")
     Image.fromarray(np.zeros((64, 64), dtype=np.uint8)).save(ann / "000.png")
     assert tool.main(argv) == 2
     err = capsys.readouterr().err
     assert (
-        f"analyze_groups.py: error: cannot read label map {ann / '001.png'}: cannot identify image file"
+        f"groupvit-analyze: error: cannot read label map {ann / '001.png'}: cannot identify image file"
         in err
     )
     assert "Traceback" not in err
@@ -198,5 +196,5 @@ def test_tool_usage_errors(
         tool.main(argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert f"analyze_groups.py: error: {message}\n" in err and "Traceback" not in err
+    assert f"groupvit-analyze: error: {message}\n" in err and "Traceback" not in err
     assert not out.exists()

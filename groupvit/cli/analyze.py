@@ -1,9 +1,9 @@
 """Are the groups wrong or their names? Score a model's groups against ground-truth label maps.
 
-    python tools/analyze_groups.py data/synthetic/val/img_dir/val --ann-dir data/synthetic/val/ann_dir/val \
+    groupvit-analyze data/synthetic/val/img_dir/val --ann-dir data/synthetic/val/ann_dir/val \
         --dataset synthetic --model groupvit_tiny_synthetic --checkpoint checkpoints/groupvit_tiny_synthetic.pth
 
-For every image it runs zero-shot segmentation as ``tools/demo.py`` does (same resizing, classes,
+For every image it runs zero-shot segmentation as ``groupvit-demo`` does (same resizing, classes,
 templates and background threshold) and compares at the label map's size:
 
 - ``protocol``: the zero-shot labels themselves;
@@ -34,12 +34,10 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import demo  # noqa: E402  (tools/demo.py: image loading, resizing and the segmenter)
-
-from groupvit.cli.args import at_least  # noqa: E402
-from groupvit.errors import InputError, report_input_errors  # noqa: E402
-from groupvit.group_analysis import (  # noqa: E402
+from groupvit.cli import demo  # image loading, resizing and the segmenter
+from groupvit.cli.args import at_least
+from groupvit.errors import InputError, report_input_errors
+from groupvit.group_analysis import (
     confusion_matrix,
     group_label_counts,
     groups_used,
@@ -48,16 +46,16 @@ from groupvit.group_analysis import (  # noqa: E402
     oracle_background_labels,
     purity_oracle_labels,
 )
-from groupvit.sliding_window import resize_scores  # noqa: E402
-from groupvit.zero_shot_functional import group_class_affinity, resize_group_ids, stage_group_maps  # noqa: E402
+from groupvit.sliding_window import resize_scores
+from groupvit.zero_shot_functional import group_class_affinity, resize_group_ids, stage_group_maps
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """This tool's options; every other option (classes, checkpoint, model, threshold, short side,
-    device, ...) is ``tools/demo.py``'s, with the same defaults and checks."""
+    device, ...) is ``groupvit-demo``'s, with the same defaults and checks."""
     parser = argparse.ArgumentParser(
-        prog="analyze_groups.py",
-        description=__doc__ + "\nAll other options are those of tools/demo.py.",
+        prog="groupvit-analyze",
+        description=__doc__ + "\nAll other options are those of groupvit-demo.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -70,7 +68,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     ours, rest = parser.parse_known_args(argv)
-    args = demo.parse_args(rest, prog="analyze_groups.py")
+    args = demo.parse_args(rest, prog="groupvit-analyze")
     if args.random_init:
         parser.error("--random-init: random weights have no groups worth analysing; give --checkpoint")
     if ours.json is not None and ours.json.is_dir():
@@ -182,7 +180,7 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
-@report_input_errors("analyze_groups.py")
+@report_input_errors("groupvit-analyze")
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     result = analyze(args)
