@@ -30,9 +30,13 @@ from torch import Tensor
 import groupvit
 from groupvit.class_names import DATASET_BG_THRESH, DATASET_CLASS_RENAMES
 from groupvit.errors import InputError
-from groupvit.zero_shot import ZeroShotSegmenter, resize_scores
+from groupvit.sliding_window import resize_scores
+from groupvit.zero_shot import ZeroShotSegmenter
 
-__all__ = ["DatasetMetaHook", "GroupViTSegmentor"]
+__all__ = ["GROUP_MAPS_FIELD", "DatasetMetaHook", "GroupViTSegmentor"]
+
+# SegDataSample field of the per-stage group maps, PixelData(data=LongTensor [S, H0, W0])
+GROUP_MAPS_FIELD = "group_maps"
 
 # Usual names of label 0 when it is background; any other name draws a warning with background=True.
 _BACKGROUND_NAMES = frozenset({"background", "_background_", "bg", "others", "other", "unlabeled", "void"})
@@ -102,6 +106,8 @@ class GroupViTSegmentor(BaseSegmentor):
         self.align_corners = False
         self._dataset_meta: dict | None = None
         self._segmenter: ZeroShotSegmenter | None = None
+        # set by GroupViTVisualizationHook while it draws: predict() adds the samples' group maps
+        self.with_group_maps = False
         self.register_load_state_dict_pre_hook(_fit_checkpoint)
 
     # -- class names ---------------------------------------------------------------------------------
@@ -176,7 +182,10 @@ class GroupViTSegmentor(BaseSegmentor):
     @torch.no_grad()
     def predict(self, inputs: Tensor, data_samples: list[SegDataSample] | None = None) -> list[SegDataSample]:
         """Segment a batch; returns ``SegDataSample``s with ``seg_logits`` [C, H0, W0] and ``pred_sem_seg``
-        [1, H0, W0] at each image's original size (H0, W0).
+        [1, H0, W0] at each image's original size (H0, W0). With :attr:`with_group_maps` (while
+        ``--show-dir`` draws), ``pred_sem_seg`` and the per-stage ``group_maps`` [S, H0, W0] come from
+        one forward pass (``ZeroShotSegmenter.predict_with_groups``: the same labels, no dense scores)
+        and there are no ``seg_logits``.
 
         Images of a batch are segmented one by one on their own (unpadded) extent, so batching does
         not change the sliding windows.
@@ -187,9 +196,23 @@ class GroupViTSegmentor(BaseSegmentor):
         for image, sample in zip(inputs, data_samples):
             meta = sample.metainfo
             height, width = meta.get("img_shape", image.shape[-2:])[:2]
+            flip = (
+                (-1 if meta.get("flip_direction") == "horizontal" else -2)
+                if meta.get("flip", False)
+                else None
+            )
+            if self.with_group_maps:
+                grouped = self.segmenter.predict_with_groups(
+                    image[None, :, :height, :width], tuple(meta.get("ori_shape", (height, width))[:2])
+                )
+                maps = torch.cat([grouped.labels, *grouped.group_maps])  # [1 + S, H0, W0]
+                maps = maps if flip is None else maps.flip(dims=(flip,))
+                sample.set_data({"pred_sem_seg": PixelData(data=maps[:1])})
+                sample.set_field(PixelData(data=maps[1:]), GROUP_MAPS_FIELD)
+                continue
             scores = self.segmenter.predict(image[None, :, :height, :width]).scores
-            if meta.get("flip", False):
-                scores = scores.flip(dims=(3,) if meta.get("flip_direction") == "horizontal" else (2,))
+            if flip is not None:
+                scores = scores.flip(dims=(flip,))
             scores = resize_scores(scores, tuple(meta.get("ori_shape", (height, width))[:2]))[0]
             sample.set_data(
                 {

@@ -14,7 +14,7 @@ from PIL import Image
 import groupvit
 from groupvit.class_names import VOC_CLASSES
 from groupvit.cli import demo
-from groupvit.factory import get_model_config
+from groupvit.presets import get_model_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "groupvit_tiny_synthetic.pth"

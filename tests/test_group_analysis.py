@@ -19,6 +19,7 @@ from groupvit.group_analysis import (
     oracle_background_labels,
     purity_oracle_labels,
 )
+from groupvit.sliding_window import resize_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "checkpoints" / "groupvit_tiny_synthetic.pth"
@@ -124,7 +125,7 @@ def test_tool_on_the_shipped_model(val_dir: Path, tmp_path: Path, capsys: pytest
         target = torch.from_numpy(np.asarray(Image.open(val_dir / "ann" / f"{i:03d}.png"), dtype=np.int64))
         with torch.no_grad():
             scores = segmenter.predict(demo.preprocess(image, short_side)).scores
-        labels = tool.resize_scores(scores, (64, 64)).argmax(dim=1)[0]
+        labels = resize_scores(scores, (64, 64)).argmax(dim=1)[0]
         total += confusion_matrix(labels, target, len(CLASSES))
     assert miou["protocol"] == pytest.approx(mean_iou(total), abs=0.01)
 

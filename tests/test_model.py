@@ -10,8 +10,8 @@ import torch
 
 from groupvit import GroupViT, create_model, get_model_config, list_models
 from groupvit.config import GroupViTConfig, VisionConfig
-from groupvit.factory import _CONFIG_DIR
 from groupvit.losses import ContrastiveLoss, MultiLabelContrastiveLoss
+from groupvit.presets import _CONFIG_DIR
 
 
 def _tokens(batch: int, length: int = 12, vocab: int = 49408) -> torch.Tensor:

@@ -32,8 +32,8 @@ from groupvit.cli.args import unit_interval
 from groupvit.cli.models import load_model
 from groupvit.data import synthetic
 from groupvit.errors import InputError, report_input_errors
-from groupvit.factory import get_model_config
 from groupvit.preprocess import DECODE_ERRORS, EvalTransform, collect_images, resized_size
+from groupvit.presets import get_model_config
 from groupvit.templates import TEMPLATE_SETS
 from groupvit.visualization import GROUP_MODES, MODES, render
 
@@ -334,11 +334,17 @@ def run(args: argparse.Namespace) -> tuple[int, int]:
                 f"is limited to {MAX_WHOLE_TOKENS} patch tokens)",
                 file=sys.stderr,
             )
-        # labels without the dense [1, K + 1, H, W] scores: memory stays flat for a large --vocab
-        labels = segmenter.predict_labels(
-            whole if args.mode == "whole" else pixels, output_size=(image.height, image.width)
-        )[0]
-        group_maps = [g[0] for g in segmenter.group_maps(whole)] if wants_groups else []
+        # labels without the dense [1, K + 1, H, W] scores (memory stays flat for a large --vocab) and,
+        # from the same forward pass, the groups: the pictures of one image show one computation
+        size = (image.height, image.width)
+        if not wants_groups:
+            labels, group_maps = segmenter.predict_labels(pixels, output_size=size)[0], []
+        elif whole is pixels or args.mode == "whole":
+            prediction = segmenter.predict_with_groups(whole, output_size=size)
+            labels, group_maps = prediction.labels[0], [g[0] for g in prediction.group_maps]
+        else:  # sliding windows at full size, the groups of a smaller whole image
+            labels = segmenter.predict_labels(pixels, output_size=size)[0]
+            group_maps = [g[0] for g in segmenter.group_maps(whole)]
         pictures = render(
             image,
             labels,
