@@ -20,6 +20,7 @@ import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
+from mmseg.registry import RUNNERS
 
 import mmseg_plugins  # noqa: F401  (compat layer, then GroupViT's mmseg modules)
 from groupvit.errors import InputError, report_input_errors
@@ -101,7 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     if not osp.isfile(args.checkpoint) and "://" not in args.checkpoint:
         raise InputError(f"checkpoint {args.checkpoint!r} does not exist")
     try:
-        Runner.from_cfg(build_config(args)).test()
+        cfg = build_config(args)
+        # as mmseg's tools/test.py (what `mim test` runs): a config may name its runner
+        (RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)).test()
     except (InputError, FileNotFoundError) as error:
         raise type(error)(_original_message(error)) from None
     return 0
