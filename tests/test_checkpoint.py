@@ -70,6 +70,7 @@ def groupvit_s_sd() -> dict[str, torch.Tensor]:
     return create_model("groupvit_s").state_dict()
 
 
+@pytest.mark.slow  # 22 s + 14 s of GroupViT-S set-up
 def test_official_groupvit_s_layout_has_407_entries_and_loads(groupvit_s_sd) -> None:
     official = ours_to_official(groupvit_s_sd)
     assert len(official) == 407

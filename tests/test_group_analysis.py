@@ -92,6 +92,7 @@ def val_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow  # 48-98 s
 def test_tool_on_the_shipped_model(val_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     tool = _load_tool()
     out = tmp_path / "groups.json"
@@ -159,8 +160,7 @@ def test_tool_names_a_mis_sized_or_unreadable_label_map(
     assert tool.main(argv) == 2
     err = capsys.readouterr().err
     assert (
-        f"groupvit-analyze: error: cannot read label map {ann / '001.png'}: cannot identify image file"
-        in err
+        f"groupvit-analyze: error: cannot read label map {ann / '001.png'}: cannot identify image file" in err
     )
     assert "Traceback" not in err
 

@@ -91,6 +91,7 @@ def _write_shards(folder: Path, out: Path, per_shard: int) -> str:
     return str(out / f"{{00000..{num - 1:05d}}}.tar")
 
 
+@pytest.mark.slow  # 39 s
 def test_webdataset_training_through_the_runner(tmp_path: Path) -> None:
     folder = write_caption_folder(tmp_path / "folder", num=12)
     pattern = _write_shards(folder, tmp_path / "shards", per_shard=4)
