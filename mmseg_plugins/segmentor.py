@@ -14,6 +14,7 @@ resizing of the scores) lives in :mod:`groupvit.zero_shot`; this module only
 from __future__ import annotations
 
 import copy
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -277,11 +278,21 @@ def _fit_checkpoint(
     The loaded weights are then handed back as ``model.*`` entries, so the caller's own loading
     finds exactly the keys it expects.
     """
-    from groupvit.checkpoint import load_checkpoint
+    from groupvit.checkpoint import CheckpointMismatchError, load_checkpoint
 
     entries = {
         key[len(prefix) :]: state_dict.pop(key) for key in [k for k in state_dict if k.startswith(prefix)]
     }
-    load_checkpoint(module.model, entries, model_name=module.model_name)
+    try:
+        load_checkpoint(module.model, entries, model_name=module.model_name)
+    except CheckpointMismatchError as error:
+        # the loader names the preset the weights look like: say how to pick it, in one line
+        fits = re.search(r"\(like preset '(\w+)'\)", str(error))
+        if fits is None or fits.group(1) == module.model_name:
+            raise
+        raise InputError(
+            f"the checkpoint is for preset {fits.group(1)!r}, not model.model_name={module.model_name!r}: "
+            f"add --cfg-options model.model_name={fits.group(1)}"
+        ) from None
     state_dict.update({f"{prefix}model.{key}": value for key, value in module.model.state_dict().items()})
     module._segmenter = None

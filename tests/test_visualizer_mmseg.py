@@ -267,3 +267,28 @@ def test_visualizer_draws_classes_in_the_palette_without_greys(tmp_path: Path) -
     palette = np.asarray(vis.dataset_meta["palette"])
     np.testing.assert_array_equal(palette, class_palette(21))
     assert (palette[1:].max(axis=1) - palette[1:].min(axis=1)).min() >= 64
+
+
+def test_test_loop_option_names_the_segmentor_key(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The README once said test_cfg=dict(mode=...): on the command line that is mmengine's TestLoop."""
+    _write_dataset(tmp_path / "data")
+    config = tmp_path / "tiny.py"
+    config.write_text(
+        f"_base_ = [{str(ROOT / 'configs' / '_base_' / 'default_runtime.py')!r}]\n"
+        + SHOW_DIR_CONFIG.format(data_root=str(tmp_path / "data"), classes=CLASSES, mean=MEAN, std=STD)
+    )
+    checkpoint = tmp_path / "tiny.pth"
+    torch.save({"state_dict": {}}, checkpoint)
+    argv = [
+        str(config),
+        str(checkpoint),
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--cfg-options",
+        "test_cfg.mode=whole",
+    ]
+    assert _load_tool("test").main(argv) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "test.py: error: test_cfg.mode is not an option of mmengine's TestLoop; the segmentor's test mode is "
+        "model.test_cfg (e.g. --cfg-options model.test_cfg.mode=...)"
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
+import re
 import sys
 
 from mmengine.config import Config, DictAction
@@ -107,6 +108,18 @@ def main(argv: list[str] | None = None) -> int:
         (RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)).test()
     except (InputError, FileNotFoundError) as error:
         raise type(error)(_original_message(error)) from None
+    except TypeError as error:
+        # --cfg-options test_cfg.mode=whole: test_cfg is mmengine's test loop, not the segmentor's
+        loop = re.match(
+            r"(TestLoop|ValLoop)\.__init__\(\) got an unexpected keyword argument '(\w+)'", str(error)
+        )
+        if loop is None:
+            raise
+        key = "test_cfg" if loop.group(1) == "TestLoop" else "val_cfg"
+        raise InputError(
+            f"{key}.{loop.group(2)} is not an option of mmengine's {loop.group(1)}; the segmentor's "
+            f"test mode is model.test_cfg (e.g. --cfg-options model.test_cfg.{loop.group(2)}=...)"
+        ) from None
     return 0
 
 
