@@ -44,7 +44,7 @@ demo: install
 	$(PY) tools/make_synthetic_data.py --out $(SYNTHETIC)_val --num-train 0 --num-val 500
 	$(VENV)/bin/mim test mmseg $(DEMO_CFG) --checkpoint $(DEMO_CKPT) --work-dir $(DEMO_DIR) \
 		--cfg-options test_dataloader.dataset.data_root=$(SYNTHETIC)_val/val
-	$(PY) tools/demo.py $(SYNTHETIC)_val/val/img_dir/val/00000[0-5].png --dataset synthetic \
+	$(VENV)/bin/groupvit-demo $(SYNTHETIC)_val/val/img_dir/val/00000[0-5].png --dataset synthetic \
 		--checkpoint $(DEMO_CKPT) --vis overview all_groups input_pred_label --out $(DEMO_DIR)/pictures
 	$(VENV)/bin/groupvit-ground $(SYNTHETIC)_val/val/img_dir/val/000001.png --checkpoint $(DEMO_CKPT) \
 		--caption "a pink flower, a blue car and a golden star on a blanket" --out $(DEMO_DIR)/grounding
@@ -57,7 +57,7 @@ demo: install
 demo-train: install
 	$(PY) tools/make_synthetic_data.py --out $(SYNTHETIC) --num-train 20000 --num-val 500
 	OMP_NUM_THREADS=1 $(VENV)/bin/mim train mmseg $(DEMO_CFG) --work-dir work_dirs/groupvit_tiny_synthetic
-	$(PY) tools/convert_checkpoint.py --from ours --to ours \
+	$(VENV)/bin/groupvit-convert --from ours --to ours \
 		$$(cat work_dirs/groupvit_tiny_synthetic/last_checkpoint) \
 		$(DEMO_CKPT)
 

@@ -21,6 +21,7 @@ from groupvit.checkpoint_io import read_checkpoint_file
 from groupvit.download import download, sha256_prefix_in_name
 from groupvit.errors import InputError
 from groupvit.layers.pos_embed import resample_pos_embed
+from groupvit.presets import get_model_config, list_models
 
 if TYPE_CHECKING:
     from groupvit.config import GroupViTConfig
@@ -283,8 +284,6 @@ def describe_state_dict(sd: Mapping[str, torch.Tensor]) -> str:
         f"vision width {pos.shape[-1]}, {pos.shape[1]} positions, {blocks} vision blocks, "
         f"text width {tok.shape[-1]}, {text_layers} text layers"
     )
-    from groupvit.factory import get_model_config, list_models
-
     for name in list_models():
         cfg = get_model_config(name)
         if (cfg.vision.width, sum(cfg.vision.depths), cfg.text.width, cfg.text.layers) == (

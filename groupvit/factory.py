@@ -1,52 +1,20 @@
-"""Public factory: named model presets, model creation, tokenizer.
-
-Every ``model_configs/<name>.json`` is a model named ``<name>``; the file holds only the
-overrides of the :class:`~groupvit.config.GroupViTConfig` defaults (which are GroupViT-S).
-"""
+"""Public factory: model creation (with transforms) and the tokenizer, over the presets of
+:mod:`groupvit.presets` and the checkpoint loader of :mod:`groupvit.checkpoint`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from groupvit.config import GroupViTConfig, apply_overrides
+from groupvit.checkpoint import load_checkpoint
 from groupvit.models.groupvit import GroupViT
+from groupvit.presets import get_model_config
 
 if TYPE_CHECKING:
     from groupvit.preprocess import EvalTransform
     from groupvit.tokenizer import Tokenizer
-
-_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
-
-
-def _preset_paths() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(_CONFIG_DIR.glob("*.json"))}
-
-
-def list_models() -> list[str]:
-    """Names of the available model presets."""
-    return list(_preset_paths())
-
-
-def get_model_config(name: str, **overrides: Any) -> GroupViTConfig:
-    """The :class:`GroupViTConfig` of preset ``name`` with optional overrides applied.
-
-    Overrides are dataclass fields; tower fields nested (``vision={"width": 64}``) or dotted
-    (``**{"vision.width": 64}``). Unknown keys raise ``KeyError`` naming the key.
-    """
-    paths = _preset_paths()
-    if name not in paths:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(paths)}")
-    with open(paths[name], encoding="utf-8") as f:
-        preset = json.load(f)
-    try:
-        cfg = apply_overrides(GroupViTConfig(), preset)
-    except KeyError as e:
-        raise KeyError(f"in preset {paths[name]}: {e.args[0]}") from None
-    return apply_overrides(cfg, overrides) if overrides else cfg
 
 
 def create_model(
@@ -66,8 +34,6 @@ def create_model(
     """
     model = GroupViT.from_config(get_model_config(name, **overrides))
     if checkpoint is not None:
-        from groupvit.checkpoint import load_checkpoint
-
         load_checkpoint(model, checkpoint, model_name=name)
     return model
 

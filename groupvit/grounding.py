@@ -23,8 +23,13 @@ from groupvit.phrases import NounPhrase, parse_prompt
 from groupvit.preprocess import EvalTransform, ImageInput, load_image
 from groupvit.sliding_window import pair, resize_scores, slide_inference
 from groupvit.templates import get_templates
-from groupvit.zero_shot import prepare_images
-from groupvit.zero_shot_functional import build_class_embeddings, gather_scores, group_scores, pixel_group_ids
+from groupvit.zero_shot_functional import (
+    build_class_embeddings,
+    gather_scores,
+    group_scores,
+    pixel_group_ids,
+    prepare_images,
+)
 
 __all__ = ["GroundedPhrase", "GroundingResult", "PhraseGrounder"]
 

@@ -11,8 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from groupvit.errors import InputError
+
 __all__ = [
     "pair",
+    "check_windows",
     "window_starts",
     "window_grid",
     "window_count",
@@ -33,8 +36,17 @@ def pair(value: Size2, name: str = "value") -> tuple[int, int]:
     if len(out) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in out):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     if min(out) <= 0:
-        raise ValueError(f"{name} must be positive, got {value!r}")
+        raise InputError(f"{name} must be positive, got {value!r}")
     return out  # type: ignore[return-value]
+
+
+def check_windows(window: Size2, stride: Size2) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``(window, stride)`` as pairs of positive ints, the stride at most the window on each axis
+    (a longer step would skip pixels); an :class:`InputError` otherwise. The one check of both."""
+    win, step = pair(window, "window"), pair(stride, "stride")
+    if step[0] > win[0] or step[1] > win[1]:
+        raise InputError(f"stride {step} must not exceed window {win}: pixels would be skipped")
+    return win, step
 
 
 def window_starts(length: int, window: int, stride: int) -> list[int]:
@@ -42,10 +54,8 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
 
     ``ceil((length - window) / stride) + 1`` windows at ``0, stride, 2*stride, ...``; the
     last one is moved back so that it ends exactly at ``length``. One window at 0 when
-    ``length <= window``.
+    ``length <= window``. ``0 < stride <= window`` (:func:`check_windows`).
     """
-    if stride > window:
-        raise ValueError(f"stride ({stride}) must not exceed window ({window}): pixels would be skipped")
     last = max(length - window, 0)
     num = -(-last // stride) + 1  # ceil division
     return [min(i * stride, last) for i in range(num)]
@@ -53,7 +63,7 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
 
 def window_grid(size: tuple[int, int], window: Size2, stride: Size2) -> list[Box]:
     """All windows ``(y0, y1, x0, x1)`` (half-open) covering an image of ``size = (H, W)``."""
-    (win_h, win_w), (stride_h, stride_w) = pair(window, "window"), pair(stride, "stride")
+    (win_h, win_w), (stride_h, stride_w) = check_windows(window, stride)
     height, width = size
     return [
         (y0, min(y0 + win_h, height), x0, min(x0 + win_w, width))

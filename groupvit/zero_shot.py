@@ -15,16 +15,16 @@ Pipeline for an image of size (H, W) and K class names:
 
 ``predict`` returns the dense scores [B, K+1, H, W]; ``predict_labels`` gives the same labels from
 the few channels that can win (background and each image's top-k classes), so its memory does not
-grow with K.
+grow with K; ``predict_with_groups`` gives those labels and the per-stage group maps of the same
+forward pass (what the pictures show).
 
-The pure functions live in :mod:`groupvit.zero_shot_functional` and
-:mod:`groupvit.sliding_window`; they are re-exported here, next to the stateful
-:class:`ZeroShotSegmenter` that composes them.
+Layers: the pure functions are :mod:`groupvit.zero_shot_functional` (protocol steps 1-4, the image
+check) and :mod:`groupvit.sliding_window` (windows, averaging, resizing); this module holds only the
+stateful :class:`ZeroShotSegmenter` over them and its result types. Import each from its module.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -32,19 +32,17 @@ import torch
 from torch import Tensor, nn
 
 from groupvit.errors import InputError
-from groupvit.sliding_window import Box, average_windows, pair, resize_scores, slide_inference, window_grid
+from groupvit.sliding_window import Box, average_windows, check_windows, pair, resize_scores, window_grid
 from groupvit.templates import get_templates
 from groupvit.zero_shot_functional import (
     active_channels,
-    background_channel,
     build_class_embeddings,
+    device_dtype,
     gather_scores,
-    group_class_affinity,
     group_scores,
-    group_to_pixel_map,
     pixel_group_ids,
+    prepare_images,
     resize_group_ids,
-    scores_from_features,
     stage_group_maps,
 )
 
@@ -52,23 +50,7 @@ if TYPE_CHECKING:
     from groupvit.models.groupvit import SegmentationFeatures
     from groupvit.preprocess import ImageInput
 
-__all__ = [
-    "SegmentationResult",
-    "ZeroShotSegmenter",
-    "build_class_embeddings",
-    "stage_group_maps",
-    "group_to_pixel_map",
-    "resize_group_ids",
-    "group_class_affinity",
-    "background_channel",
-    "scores_from_features",
-    "group_scores",
-    "pixel_group_ids",
-    "gather_scores",
-    "active_channels",
-    "slide_inference",
-    "resize_scores",
-]
+__all__ = ["GroupedPrediction", "SegmentationResult", "ZeroShotSegmenter"]
 
 
 class SegmentationResult(NamedTuple):
@@ -76,6 +58,14 @@ class SegmentationResult(NamedTuple):
 
     scores: Tensor  # [B, C, H, W]; C = K + 1 with background at channel 0, else K
     labels: Tensor  # [B, H, W] argmax of scores (0 = background when background=True)
+
+
+class GroupedPrediction(NamedTuple):
+    """Output of :meth:`ZeroShotSegmenter.predict_with_groups`."""
+
+    labels: Tensor  # [B, H0, W0] channel ids, as predict_labels (0 = background when background=True)
+    group_maps: tuple[Tensor, ...]  # per grouping stage [B, H0, W0] hard group ids in [0, G_s)
+    features: SegmentationFeatures  # the whole-image forward pass both come from (its grid size)
 
 
 class ZeroShotSegmenter:
@@ -120,11 +110,7 @@ class ZeroShotSegmenter:
             raise InputError(f"top_k must be a positive int, got {top_k!r}")
         if mode not in ("whole", "slide"):
             raise InputError(f"mode must be 'whole' or 'slide', got {mode!r}")
-        self.window, self.stride = pair(window, "window"), pair(stride, "stride")
-        if self.stride[0] > self.window[0] or self.stride[1] > self.window[1]:
-            raise InputError(
-                f"stride {self.stride} must not exceed window {self.window}: pixels would be skipped"
-            )
+        self.window, self.stride = check_windows(window, stride)
         self.model = model
         self._class_names = _check_class_names(class_names)
         if background and any(name.strip().lower() == "background" for name in self._class_names):
@@ -184,7 +170,7 @@ class ZeroShotSegmenter:
         device / dtype or its parameters are modified in place (a training step, a
         ``load_state_dict``).
         """
-        device, dtype = _device_dtype(self.model)
+        device, dtype = device_dtype(self.model)
         key = (device, dtype, tuple((id(p), _version(p)) for p in self.model.parameters()))
         if self._cache is None or self._cache[0] != key:
             embeds = build_class_embeddings(
@@ -291,6 +277,46 @@ class ZeroShotSegmenter:
             for group_map in stage_group_maps(features.assignments)
         )
 
+    @torch.no_grad()
+    def predict_with_groups(
+        self, images: Tensor, output_size: tuple[int, int] | None = None
+    ) -> GroupedPrediction:
+        """Labels and per-stage group maps of a batch [B, 3, H, W] from one whole-image forward pass.
+
+        The labels are :meth:`predict_labels`' (bit for bit); the group maps :meth:`group_maps`'
+        at ``output_size`` (each stage's soft map resized bilinearly there, then its argmax). When
+        :meth:`single_pass` holds, both come from the same forward pass; with several sliding
+        windows the labels come from the windows and the groups from the whole image (groups of
+        windows do not compose).
+
+        Args:
+            images: [B, 3, H, W], resized and ImageNet-normalised (B >= 1).
+            output_size: (H0, W0) of both outputs (the original image size); None keeps (H, W).
+
+        Returns:
+            ``GroupedPrediction(labels [B, H0, W0], group_maps tuple over stages of [B, H0, W0],
+            features)``; ``features`` are the whole-image pass's (``SegmentationFeatures``).
+        """
+        images = self._prepare(images)
+        if images.shape[0] == 0:
+            raise InputError("predict_with_groups needs at least one image, got an empty batch")
+        size = (images.shape[-2], images.shape[-1])
+        out_size = size if output_size is None else pair(output_size, "output_size")
+        features = self.model.forward_segmentation(images)
+        groups = tuple(
+            resize_group_ids(group_map, features.grid_size, out_size)
+            for group_map in stage_group_maps(features.assignments)
+        )
+        if self.single_pass(size):  # the windows' one pass is this whole-image pass
+            passes = [
+                ((0, size[0], 0, size[1]), self._group_scores(features), pixel_group_ids(features, size))
+            ]
+        else:
+            passes = self._passes(images)
+        channels = active_channels([rows for _, rows, _ in passes])
+        labels = channels[resize_scores(self._assemble(passes, size, channels), out_size).argmax(dim=1)]
+        return GroupedPrediction(labels=labels, group_maps=groups, features=features)
+
     def single_pass(self, size: tuple[int, int]) -> bool:
         """Whether :meth:`predict` scores an image of ``size`` (H, W) with one forward pass over the
         whole image (``mode="whole"``, or a single sliding window that covers it)."""
@@ -353,35 +379,6 @@ class ZeroShotSegmenter:
             f"background={self.background}, bg_thresh={self.bg_thresh}, top_k={self.top_k}, mode={self.mode!r}, "
             f"window={self.window}, stride={self.stride})"
         )
-
-
-def prepare_images(images: Tensor, model: nn.Module, who: str) -> Tensor:
-    """Check a batch [B, 3, H, W] of normalised images and move it to the model's device and dtype.
-
-    Not a float 4-D tensor with 3 channels, or NaN / infinite values (they would still get labels,
-    argmax of NaN scores): an :class:`InputError` naming the images. A model in training mode: a
-    warning naming ``who``.
-    """
-    if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
-        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise InputError(f"images must be a float tensor [B, 3, H, W], got {shape}")
-    if not images.is_floating_point():
-        raise InputError(f"images must be float (ImageNet-normalised), got {images.dtype}")
-    bad = (~torch.isfinite(images).flatten(1).all(dim=1)).nonzero().flatten().tolist()
-    if bad:
-        raise InputError(
-            f"images {bad} of the batch of {images.shape[0]} hold NaN or infinite values: "
-            "check the image loading and normalisation"
-        )
-    if getattr(model, "training", False):
-        warnings.warn(f"{who}: the model is in training mode; call model.eval()", stacklevel=4)
-    device, dtype = _device_dtype(model)
-    return images.to(device=device, dtype=dtype)
-
-
-def _device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    param = next(iter(model.parameters()), None)
-    return (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)
 
 
 def _version(tensor: Tensor) -> int:

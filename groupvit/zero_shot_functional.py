@@ -1,4 +1,5 @@
-"""Pure functions of the zero-shot segmentation protocol (REFERENCE.md, steps 1-5).
+"""Pure functions of the zero-shot segmentation protocol (REFERENCE.md, steps 1-4) and the check of
+an image batch; sliding windows are :mod:`groupvit.sliding_window`.
 
 Each step is a function of tensors only, so it can be tested on hand-built inputs and
 reused outside :class:`groupvit.zero_shot.ZeroShotSegmenter` (e.g. by the mmseg segmentor).
@@ -7,12 +8,15 @@ Shapes: B images, G groups, N patch tokens on an (h, w) grid, K classes, D embed
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+
+from groupvit.errors import InputError
 
 if TYPE_CHECKING:
     from groupvit.models.groupvit import SegmentationFeatures
@@ -29,6 +33,8 @@ __all__ = [
     "gather_scores",
     "active_channels",
     "scores_from_features",
+    "prepare_images",
+    "device_dtype",
 ]
 
 
@@ -311,3 +317,33 @@ def resize_group_ids(group_map: Tensor, grid_size: tuple[int, int], output_size:
     resized = _resize_group_map(group_map, grid_size, output_size)  # [B, G, H, W]
     # argmax along a contiguous last axis: along the strided group axis it is ~20x slower on CPU
     return resized.permute(0, 2, 3, 1).contiguous().argmax(dim=-1)
+
+
+def prepare_images(images: Tensor, model: nn.Module, who: str) -> Tensor:
+    """Check a batch [B, 3, H, W] of normalised images and move it to the model's device and dtype.
+
+    Not a float 4-D tensor with 3 channels, or NaN / infinite values (they would still get labels,
+    argmax of NaN scores): an :class:`InputError` naming the images. A model in training mode: a
+    warning naming ``who``.
+    """
+    if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise InputError(f"images must be a float tensor [B, 3, H, W], got {shape}")
+    if not images.is_floating_point():
+        raise InputError(f"images must be float (ImageNet-normalised), got {images.dtype}")
+    bad = (~torch.isfinite(images).flatten(1).all(dim=1)).nonzero().flatten().tolist()
+    if bad:
+        raise InputError(
+            f"images {bad} of the batch of {images.shape[0]} hold NaN or infinite values: "
+            "check the image loading and normalisation"
+        )
+    if getattr(model, "training", False):
+        warnings.warn(f"{who}: the model is in training mode; call model.eval()", stacklevel=4)
+    device, dtype = device_dtype(model)
+    return images.to(device=device, dtype=dtype)
+
+
+def device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Device and dtype of the model's first parameter (CPU float32 for a model without any)."""
+    param = next(iter(model.parameters()), None)
+    return (param.device, param.dtype) if param is not None else (torch.device("cpu"), torch.float32)

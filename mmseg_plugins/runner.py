@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from mmengine.dist import master_only
 from mmengine.logging import print_log
-from mmengine.runner import Runner
+from mmengine.runner import BaseLoop, Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 from mmseg.registry import RUNNERS
 
@@ -155,7 +155,7 @@ def follow_max_iters(cfg) -> None:
 
 @RUNNERS.register_module()
 class GroupViTRunner(Runner):
-    """mmengine's ``Runner`` with five changes for training runs. Arguments are ``Runner``'s.
+    """mmengine's ``Runner`` with six changes for training runs. Arguments are ``Runner``'s.
 
     - ``--resume`` picks the newest checkpoint that loads (:func:`find_resumable_checkpoint`).
       mmengine trusts ``work_dir/last_checkpoint`` alone: when it is missing it logs "Auto resumed
@@ -172,6 +172,7 @@ class GroupViTRunner(Runner):
     - the schedule follows a ``train_cfg.max_iters`` given on the command line (:func:`follow_max_iters`).
     - a val ``data_root`` that does not exist turns validation off with a warning, instead of
       stopping a run on one's own captions before its first iteration.
+    - ``iter`` does not build the training loop (its data) outside training: ``mim test --show-dir``.
     - an ``RNGStateHook`` is always registered, so that a resumed run draws the same random
       numbers as an uninterrupted one, whatever a config's ``custom_hooks`` list holds.
     """
@@ -180,6 +181,14 @@ class GroupViTRunner(Runner):
     def from_cfg(cls, cfg):
         follow_max_iters(cfg)
         return super().from_cfg(cfg)
+
+    @property
+    def iter(self) -> int:
+        """The training iteration, 0 before training, without building the training loop: mmengine's
+        property builds it (and so the training data set) when asked, and mmseg's visualisation hook
+        asks for the step of every picture, so ``mim test CONFIG --show-dir`` of a training config
+        failed on a missing training folder."""
+        return self._train_loop.iter if isinstance(self._train_loop, BaseLoop) else 0
 
     def train(self):
         self._drop_missing_validation()

@@ -14,6 +14,7 @@ resizing of the scores) lives in :mod:`groupvit.zero_shot`; this module only
 from __future__ import annotations
 
 import copy
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,9 +29,15 @@ from mmseg.structures import SegDataSample
 from torch import Tensor
 
 import groupvit
-from groupvit.zero_shot import ZeroShotSegmenter, resize_scores
+from groupvit.class_names import DATASET_BG_THRESH, DATASET_CLASS_RENAMES
+from groupvit.errors import InputError
+from groupvit.sliding_window import resize_scores
+from groupvit.zero_shot import ZeroShotSegmenter
 
-__all__ = ["DatasetMetaHook", "GroupViTSegmentor"]
+__all__ = ["GROUP_MAPS_FIELD", "DatasetMetaHook", "GroupViTSegmentor"]
+
+# SegDataSample field of the per-stage group maps, PixelData(data=LongTensor [S, H0, W0])
+GROUP_MAPS_FIELD = "group_maps"
 
 # Usual names of label 0 when it is background; any other name draws a warning with background=True.
 _BACKGROUND_NAMES = frozenset({"background", "_background_", "bg", "others", "other", "unlabeled", "void"})
@@ -47,10 +54,16 @@ class GroupViTSegmentor(BaseSegmentor):
             / ``load_from`` load over them (any layout, see :func:`_fit_checkpoint`).
         class_names: class names in label order (background first when ``background``); None takes
             them from the evaluated dataset's ``metainfo['classes']`` (set by :class:`DatasetMetaHook`).
-        class_renames: dataset name -> name fed to the text encoder, e.g. ``{"tvmonitor": "monitor"}``.
+        benchmark: a benchmark of ``groupvit.class_names`` (``"voc"``, ``"context"``, ``"coco_object"``)
+            whose class renames and background threshold are the defaults of the next two arguments
+            (the one source of the paper's protocol values); None: no renames and the preset's
+            ``config.inference.bg_thresh``.
+        class_renames: dataset name -> name fed to the text encoder, e.g. ``{"tvmonitor": "monitor"}``;
+            None: the benchmark's ``DATASET_CLASS_RENAMES`` (none without a benchmark).
         templates: prompt template set (``"simple"``, ``"subset"``, ``"imagenet"``) or a list of templates.
         background: label 0 is background, scored by thresholding (not by a text embedding).
-        bg_thresh: background threshold (0.95 VOC / COCO-Object, 0.35 PASCAL Context in the paper).
+        bg_thresh: background threshold; None: the benchmark's ``DATASET_BG_THRESH`` (0.95 VOC /
+            COCO-Object, 0.35 PASCAL Context in the paper), else the preset's ``config.inference``.
         top_k: image-level classes kept per image.
         test_cfg: ``dict(mode="whole")`` or ``dict(mode="slide", crop_size=(h, w), stride=(h, w))``.
         data_preprocessor: ``SegDataPreProcessor`` config (ImageNet mean / std, RGB).
@@ -62,10 +75,11 @@ class GroupViTSegmentor(BaseSegmentor):
         model_overrides: dict | None = None,
         checkpoint: str | None = None,
         class_names: Sequence[str] | None = None,
+        benchmark: str | None = None,
         class_renames: Mapping[str, str] | None = None,
         templates: str | Sequence[str] = "simple",
         background: bool = True,
-        bg_thresh: float = 0.95,
+        bg_thresh: float | None = None,
         top_k: int = 5,
         test_cfg: dict | None = None,
         data_preprocessor: dict | None = None,
@@ -76,14 +90,25 @@ class GroupViTSegmentor(BaseSegmentor):
         self.model = groupvit.create_model(model_name, checkpoint=checkpoint, **dict(model_overrides or {}))
         self.test_cfg = _check_test_cfg(test_cfg)
         self.class_names = tuple(class_names) if class_names else None
-        self.class_renames = dict(class_renames or {})
+        if benchmark is not None and benchmark not in DATASET_BG_THRESH:
+            raise InputError(
+                f"model.benchmark {benchmark!r} is unknown; choose from {sorted(DATASET_BG_THRESH)} or None"
+            )
+        if class_renames is None:
+            class_renames = DATASET_CLASS_RENAMES[benchmark] if benchmark else {}
+        if bg_thresh is None:
+            bg_thresh = DATASET_BG_THRESH[benchmark] if benchmark else self.model.config.inference.bg_thresh
+        self.benchmark = benchmark
+        self.class_renames = dict(class_renames)
         self.templates = templates
         self.background = background
-        self.bg_thresh = bg_thresh
+        self.bg_thresh = float(bg_thresh)
         self.top_k = top_k
         self.align_corners = False
         self._dataset_meta: dict | None = None
         self._segmenter: ZeroShotSegmenter | None = None
+        # set by GroupViTVisualizationHook while it draws: predict() adds the samples' group maps
+        self.with_group_maps = False
         self.register_load_state_dict_pre_hook(_fit_checkpoint)
 
     # -- class names ---------------------------------------------------------------------------------
@@ -158,7 +183,10 @@ class GroupViTSegmentor(BaseSegmentor):
     @torch.no_grad()
     def predict(self, inputs: Tensor, data_samples: list[SegDataSample] | None = None) -> list[SegDataSample]:
         """Segment a batch; returns ``SegDataSample``s with ``seg_logits`` [C, H0, W0] and ``pred_sem_seg``
-        [1, H0, W0] at each image's original size (H0, W0).
+        [1, H0, W0] at each image's original size (H0, W0). With :attr:`with_group_maps` (while
+        ``--show-dir`` draws), ``pred_sem_seg`` and the per-stage ``group_maps`` [S, H0, W0] come from
+        one forward pass (``ZeroShotSegmenter.predict_with_groups``: the same labels, no dense scores)
+        and there are no ``seg_logits``.
 
         Images of a batch are segmented one by one on their own (unpadded) extent, so batching does
         not change the sliding windows.
@@ -169,9 +197,23 @@ class GroupViTSegmentor(BaseSegmentor):
         for image, sample in zip(inputs, data_samples):
             meta = sample.metainfo
             height, width = meta.get("img_shape", image.shape[-2:])[:2]
+            flip = (
+                (-1 if meta.get("flip_direction") == "horizontal" else -2)
+                if meta.get("flip", False)
+                else None
+            )
+            if self.with_group_maps:
+                grouped = self.segmenter.predict_with_groups(
+                    image[None, :, :height, :width], tuple(meta.get("ori_shape", (height, width))[:2])
+                )
+                maps = torch.cat([grouped.labels, *grouped.group_maps])  # [1 + S, H0, W0]
+                maps = maps if flip is None else maps.flip(dims=(flip,))
+                sample.set_data({"pred_sem_seg": PixelData(data=maps[:1])})
+                sample.set_field(PixelData(data=maps[1:]), GROUP_MAPS_FIELD)
+                continue
             scores = self.segmenter.predict(image[None, :, :height, :width]).scores
-            if meta.get("flip", False):
-                scores = scores.flip(dims=(3,) if meta.get("flip_direction") == "horizontal" else (2,))
+            if flip is not None:
+                scores = scores.flip(dims=(flip,))
             scores = resize_scores(scores, tuple(meta.get("ori_shape", (height, width))[:2]))[0]
             sample.set_data(
                 {
@@ -236,11 +278,21 @@ def _fit_checkpoint(
     The loaded weights are then handed back as ``model.*`` entries, so the caller's own loading
     finds exactly the keys it expects.
     """
-    from groupvit.checkpoint import load_checkpoint
+    from groupvit.checkpoint import CheckpointMismatchError, load_checkpoint
 
     entries = {
         key[len(prefix) :]: state_dict.pop(key) for key in [k for k in state_dict if k.startswith(prefix)]
     }
-    load_checkpoint(module.model, entries, model_name=module.model_name)
+    try:
+        load_checkpoint(module.model, entries, model_name=module.model_name)
+    except CheckpointMismatchError as error:
+        # the loader names the preset the weights look like: say how to pick it, in one line
+        fits = re.search(r"\(like preset '(\w+)'\)", str(error))
+        if fits is None or fits.group(1) == module.model_name:
+            raise
+        raise InputError(
+            f"the checkpoint is for preset {fits.group(1)!r}, not model.model_name={module.model_name!r}: "
+            f"add --cfg-options model.model_name={fits.group(1)}"
+        ) from None
     state_dict.update({f"{prefix}model.{key}": value for key, value in module.model.state_dict().items()})
     module._segmenter = None

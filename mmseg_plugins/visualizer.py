@@ -11,9 +11,10 @@ picture per extra mode (``all_groups``: ``<name>_stage1_<step>.png``, ``<name>_s
 under ``DIR/vis_data/vis_image/`` (mmengine's ``LocalVisBackend`` layout), or next to ``out_file``.
 
 Per-stage group maps travel on the ``SegDataSample`` as ``group_maps = PixelData(data=LongTensor
-[S, H0, W0])``: one channel per grouping stage, hard group ids at the original image size. The hook
-attaches them to the samples it is about to draw (one extra whole-image forward each) unless the
-segmentor already did. Drawing itself is :func:`groupvit.visualization.render`.
+[S, H0, W0])``: one channel per grouping stage, hard group ids at the original image size. While the
+hook draws, it asks the segmentor for them (``GroupViTSegmentor.with_group_maps``), which then takes
+labels and groups from the same forward pass (``ZeroShotSegmenter.predict_with_groups``). Drawing
+itself is :func:`groupvit.visualization.render`.
 """
 
 from __future__ import annotations
@@ -24,21 +25,18 @@ from typing import Any
 
 import mmcv
 import numpy as np
-import torch
-import torch.nn.functional as F
 from mmengine.dist import master_only
 from mmengine.model import is_model_wrapper
-from mmengine.structures import PixelData
 from mmseg.engine.hooks import SegVisualizationHook
 from mmseg.registry import HOOKS, VISUALIZERS
 from mmseg.structures import SegDataSample
 from mmseg.visualization import SegLocalVisualizer
 
-from groupvit.visualization import GROUP_MODES, MODES, render
+from groupvit.visualization import GROUP_MODES, MODES, class_palette, render
+from mmseg_plugins.segmentor import GROUP_MAPS_FIELD
 
-__all__ = ["GROUP_MAPS_FIELD", "GroupViTVisualizationHook", "GroupViTVisualizer", "attach_group_maps"]
+__all__ = ["GroupViTVisualizationHook", "GroupViTVisualizer"]
 
-GROUP_MAPS_FIELD = "group_maps"
 _LABEL_MODES = frozenset({"pred", "input_pred", "input_pred_label", "overview"})
 
 
@@ -65,6 +63,20 @@ class GroupViTVisualizer(SegLocalVisualizer):
         if unknown:
             raise ValueError(f"GroupViTVisualizer: unknown mode(s) {unknown}; choose from {list(MODES)}")
         self.modes = tuple(modes)
+
+    @property
+    def dataset_meta(self) -> dict | None:
+        """The dataset's metainfo, its palette replaced by :func:`groupvit.visualization.class_palette`
+        (no greys, no near-blacks: mmseg's VOC palette draws "car" grey, and a dataset without a
+        palette gets random colours), so that mmseg's overlay and the group pictures agree."""
+        return self._dataset_meta
+
+    @dataset_meta.setter
+    def dataset_meta(self, meta: dict | None) -> None:
+        meta = dict(meta) if meta is not None else None
+        if meta is not None and meta.get("classes"):
+            meta["palette"] = class_palette(len(meta["classes"])).tolist()
+        self._dataset_meta = meta
 
     @master_only
     def add_datasample(
@@ -124,43 +136,23 @@ class GroupViTVisualizer(SegLocalVisualizer):
 
 @HOOKS.register_module()
 class GroupViTVisualizationHook(SegVisualizationHook):
-    """``SegVisualizationHook`` that first gives the samples it draws their per-stage ``group_maps``."""
+    """``SegVisualizationHook`` that, while it draws, has a ``GroupViTSegmentor`` put its per-stage
+    ``group_maps`` on the samples (from the forward pass of the prediction)."""
 
-    def _after_iter(
-        self,
-        runner: Any,
-        batch_idx: int,
-        data_batch: dict,
-        outputs: Sequence[SegDataSample],
-        mode: str = "val",
-    ) -> None:
-        if self.draw and mode != "train" and self.every_n_inner_iters(batch_idx, self.interval):
-            attach_group_maps(runner.model, data_batch, outputs)
-        super()._after_iter(runner, batch_idx, data_batch, outputs, mode)
+    def before_val(self, runner: Any) -> None:
+        _set_group_maps(runner, self.draw)
+
+    def before_test(self, runner: Any) -> None:
+        _set_group_maps(runner, self.draw)
+
+    def after_val(self, runner: Any) -> None:
+        _set_group_maps(runner, False)
+
+    def after_test(self, runner: Any) -> None:
+        _set_group_maps(runner, False)
 
 
-@torch.no_grad()
-def attach_group_maps(model: Any, data_batch: dict, samples: Sequence[SegDataSample]) -> None:
-    """Set ``sample.group_maps = PixelData(data=LongTensor [S, H0, W0])`` on each sample lacking it.
-
-    ``model`` is a ``GroupViTSegmentor`` (or a wrapper of one); other models are left alone. Group
-    maps come from ``model.segmenter.group_maps`` on the sample's unpadded input (``img_shape``), are
-    flipped back like the prediction, and resized (nearest) to ``ori_shape``.
-    """
-    model = model.module if is_model_wrapper(model) else model
-    segmenter = getattr(model, "segmenter", None)
-    if segmenter is None or all(GROUP_MAPS_FIELD in s for s in samples):
-        return
-    inputs = model.data_preprocessor(data_batch, False)["inputs"]
-    for image, sample in zip(inputs, samples):
-        if GROUP_MAPS_FIELD in sample:
-            continue
-        meta = sample.metainfo
-        height, width = meta.get("img_shape", image.shape[-2:])[:2]
-        maps = torch.cat(segmenter.group_maps(image[None, :, :height, :width]), dim=0)  # [S, h, w]
-        if meta.get("flip", False):
-            maps = maps.flip(dims=(2,) if meta.get("flip_direction") == "horizontal" else (1,))
-        size = tuple(meta.get("ori_shape", (height, width))[:2])
-        if tuple(maps.shape[-2:]) != size:
-            maps = F.interpolate(maps[None].float(), size=size, mode="nearest")[0].long()
-        sample.set_field(PixelData(data=maps), GROUP_MAPS_FIELD)
+def _set_group_maps(runner: Any, on: bool) -> None:
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    if hasattr(model, "with_group_maps"):  # other segmentors are drawn without groups
+        model.with_group_maps = on

@@ -36,7 +36,7 @@ def scenes(tmp_path_factory: pytest.TempPathFactory):
 
 
 def library_labels(model, image: Image.Image) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """What tools/demo.py computes for this image (slide at the preset's short side, groups whole)."""
+    """What groupvit-demo computes for this image (slide at the preset's short side, groups whole)."""
     seg = groupvit.ZeroShotSegmenter(model, CLASSES[1:], bg_thresh=0.95, mode="slide", window=320, stride=160)
     pixels = EvalTransform(320)(image)[None]
     labels = seg.predict_labels(pixels, output_size=(image.height, image.width))[0]

@@ -148,7 +148,7 @@ def test_page_segments_like_the_library(server, browser, tmp_path: Path) -> None
     status = _status_becomes(browser, "found")
     assert "64 x 64 px" in status and "found car, flower, star" in status
 
-    # the library's own result for the same file (what tools/demo.py computes)
+    # the library's own result for the same file (what groupvit-demo computes)
     model = groupvit.create_model(
         "groupvit_tiny_synthetic", checkpoint=str(ROOT / "checkpoints" / "groupvit_tiny_synthetic.pth")
     ).eval()

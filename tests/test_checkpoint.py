@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -73,6 +70,7 @@ def groupvit_s_sd() -> dict[str, torch.Tensor]:
     return create_model("groupvit_s").state_dict()
 
 
+@pytest.mark.slow  # 22 s + 14 s of GroupViT-S set-up
 def test_official_groupvit_s_layout_has_407_entries_and_loads(groupvit_s_sd) -> None:
     official = ours_to_official(groupvit_s_sd)
     assert len(official) == 407
@@ -175,17 +173,9 @@ def test_read_checkpoint_and_tags(tmp_path, tiny_sd, monkeypatch) -> None:
     _assert_identical(convert_state_dict(read_checkpoint("gcc_yfcc")), tiny_sd)
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        "convert_checkpoint", ROOT / "tools" / "convert_checkpoint.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_convert_tool(tmp_path, tiny_sd, capsys) -> None:
-    tool = _load_tool()
+    from groupvit.cli import convert as tool
+
     src = tmp_path / "official.pth"
     torch.save({"model": ours_to_official(tiny_sd)}, src)
     hf_path, ours_path = tmp_path / "hf.bin", tmp_path / "ours.pth"
@@ -196,15 +186,14 @@ def test_convert_tool(tmp_path, tiny_sd, capsys) -> None:
     _assert_identical(back | {"multi_label_logit_scale": tiny_sd["multi_label_logit_scale"]}, tiny_sd)
     assert tool.main(["--from", "hf", str(src), str(hf_path)]) == 2
     assert capsys.readouterr().err == (
-        f"convert_checkpoint.py: error: {src} looks like a 'official' checkpoint, not 'hf'; drop --from to detect it\n"
+        f"groupvit-convert: error: {src} looks like a 'official' checkpoint, not 'hf'; drop --from to detect it\n"
     )
 
 
-def test_convert_tool_cli_help() -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "convert_checkpoint.py"), "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0 and "--from" in result.stdout
+def test_convert_tool_cli_help(capsys) -> None:
+    from groupvit.cli import convert
+
+    with pytest.raises(SystemExit) as exit_info:
+        convert.main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and out.startswith("usage: groupvit-convert") and "--from" in out

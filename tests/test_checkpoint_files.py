@@ -4,7 +4,6 @@ in and out, and release downloads checked against the sha256 prefix in their nam
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import pickle
 import re
 import shutil
@@ -124,10 +123,9 @@ def test_safetensors_round_trip_with_shared_and_strided_tensors(tmp_path: Path) 
 
 
 def _convert_tool():
-    spec = importlib.util.spec_from_file_location("convert_tool", ROOT / "tools" / "convert_checkpoint.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from groupvit.cli import convert
+
+    return convert
 
 
 def test_convert_tool_writes_safetensors_that_transformers_loads(tmp_path: Path, tiny_sd) -> None:
@@ -169,7 +167,7 @@ def test_convert_tool_errors_are_one_line(tmp_path: Path, capsys, case: str, mes
         dst.mkdir()
     assert _convert_tool().main([str(src), str(dst)]) == 2
     out = capsys.readouterr()
-    assert out.err.startswith("convert_checkpoint.py: error: ") and out.err.count("\n") == 1, out.err
+    assert out.err.startswith("groupvit-convert: error: ") and out.err.count("\n") == 1, out.err
     assert "Traceback" not in out.err and re.search(message, out.err), out.err
     assert case == "dst_dir" or not dst.exists()
 

@@ -1,11 +1,8 @@
-"""tools/demo.py: the command line end to end (tiny random model) and its error messages."""
+"""groupvit-demo (groupvit.cli.demo): the command line end to end (tiny random model) and its error messages."""
 
-import importlib.util
 import io
 import json
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,21 +13,11 @@ from PIL import Image
 
 import groupvit
 from groupvit.class_names import VOC_CLASSES
-from groupvit.factory import get_model_config
+from groupvit.cli import demo
+from groupvit.presets import get_model_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "groupvit_tiny_synthetic.pth"
-DEMO = ROOT / "tools" / "demo.py"
-
-
-def _load_demo():
-    spec = importlib.util.spec_from_file_location("groupvit_demo", DEMO)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = _load_demo()
 
 
 @pytest.fixture
@@ -47,16 +34,16 @@ def images(tmp_path: Path) -> Path:
     return folder
 
 
-def test_cli_writes_every_mode(images: Path, tmp_path: Path) -> None:
+def test_cli_writes_every_mode(images: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "out"
-    cmd = [
-        sys.executable, str(DEMO), str(images / "scene.png"), str(images / "noise.jpg"),
+    argv = [
+        str(images / "scene.png"), str(images / "noise.jpg"),
         "--vocab", "sky,grass", "--dataset", "voc", "--model", "groupvit_tiny", "--random-init",
         "--vis", *demo.MODES, "--out", str(out), "--device", "cpu", "--bg-thresh", "0.5",
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert "2/2" in proc.stderr  # the progress bar reached the end
+    assert demo.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "2/2" in err  # the progress bar reached the end
     names = ["input", "pred", "input_pred", "input_pred_label", "stage1", "stage2"]
     names += ["first_group", "final_group", "overview"]
     expected = {f"{stem}_{name}.png" for stem in ("scene", "noise") for name in names}
@@ -100,7 +87,7 @@ def test_folder_input_and_default_modes(images: Path, tmp_path: Path) -> None:
 TINY = ["--vocab", "cat", "--model", "groupvit_tiny", "--random-init", "--device", "cpu"]
 
 
-def _one_error_line(err: str, prog: str = "demo.py") -> str:
+def _one_error_line(err: str, prog: str = "groupvit-demo") -> str:
     """The error line of a run that stopped on bad input: no traceback, nothing but that line."""
     lines = [line for line in err.splitlines() if line.strip()]
     assert "Traceback" not in err and len(lines) == 1, err
@@ -114,7 +101,7 @@ def test_unreadable_image_is_named(images: Path, tmp_path: Path, capsys: pytest.
     out = tmp_path / "out"
     assert demo.main([str(bad), *TINY, "--out", str(out)]) == 2
     line = _one_error_line(capsys.readouterr().err)
-    assert line == f"demo.py: error: cannot read image {bad}: cannot identify image file '{bad}'"
+    assert line == f"groupvit-demo: error: cannot read image {bad}: cannot identify image file '{bad}'"
     assert not out.exists()  # stopped before the model was built
 
 
@@ -122,7 +109,7 @@ def test_missing_image_path(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     assert demo.main([str(tmp_path / "nope.jpg"), *TINY, "--out", str(tmp_path)]) == 2
     assert (
         _one_error_line(capsys.readouterr().err)
-        == f"demo.py: error: image not found: {tmp_path / 'nope.jpg'}"
+        == f"groupvit-demo: error: image not found: {tmp_path / 'nope.jpg'}"
     )
 
 
@@ -309,7 +296,11 @@ def test_usage_errors(extra: list[str], message: str, images: Path, capsys: pyte
         demo.parse_args([str(images), *extra])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("usage: demo.py") and f"demo.py: error: {message}" in err and "Traceback" not in err
+    assert (
+        err.startswith("usage: groupvit-demo")
+        and f"groupvit-demo: error: {message}" in err
+        and "Traceback" not in err
+    )
 
 
 def test_out_must_not_be_a_file(images: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -322,7 +313,7 @@ def test_out_must_not_be_a_file(images: Path, tmp_path: Path, capsys: pytest.Cap
         with pytest.raises(SystemExit) as exit_info:
             demo.parse_args([str(images), *TINY, "--out", str(out)])
         assert exit_info.value.code == 2
-        assert f"demo.py: error: {message}\n" in capsys.readouterr().err
+        assert f"groupvit-demo: error: {message}\n" in capsys.readouterr().err
     assert picture.read_bytes() == before
 
 
@@ -355,8 +346,12 @@ def test_synthetic_class_list() -> None:
     config = Config.fromfile(str(ROOT / "configs" / "groupvit" / "groupvit_tiny_synthetic.py"))
     # the pictures use the threshold and the test size the shipped model is scored with
     preset = get_model_config("groupvit_tiny_synthetic").inference
-    assert demo.BG_THRESH["synthetic"] == preset.bg_thresh == config.model.bg_thresh == 0.95
-    assert preset.short_side == config.test_size == 320
+    # no copy of the preset's threshold in the demo or the config: both read config.inference
+    assert "synthetic" not in demo.BG_THRESH and "bg_thresh" not in config.model and preset.bg_thresh == 0.95
+    assert preset.short_side == 320
+    assert config.test_dataloader.dataset.pipeline[1] == dict(
+        type="PresetResize", model_name=config.model_name
+    )
 
 
 def test_default_short_side_is_the_presets() -> None:

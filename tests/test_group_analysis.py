@@ -1,6 +1,5 @@
-"""groupvit.group_analysis on hand-built maps, and tools/analyze_groups.py on the shipped model."""
+"""groupvit.group_analysis on hand-built maps, and groupvit-analyze on the shipped model."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -20,6 +19,7 @@ from groupvit.group_analysis import (
     oracle_background_labels,
     purity_oracle_labels,
 )
+from groupvit.sliding_window import resize_scores
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT = ROOT / "checkpoints" / "groupvit_tiny_synthetic.pth"
@@ -74,10 +74,9 @@ def test_group_label_counts_rejects_mismatched_shapes() -> None:
 
 
 def _load_tool():
-    spec = importlib.util.spec_from_file_location("analyze_groups", ROOT / "tools" / "analyze_groups.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from groupvit.cli import analyze
+
+    return analyze
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +92,7 @@ def val_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow  # 48-98 s
 def test_tool_on_the_shipped_model(val_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     tool = _load_tool()
     out = tmp_path / "groups.json"
@@ -116,7 +116,7 @@ def test_tool_on_the_shipped_model(val_dir: Path, tmp_path: Path, capsys: pytest
     assert 1 <= result["groups_used_per_image"]["stage 1"] <= 16
     assert 0 <= result["object_groups_named_right"] <= 1 and result["object_groups"] > 0
 
-    # The protocol row equals tools/demo.py's labels scored by the same confusion matrix.
+    # The protocol row equals groupvit-demo's labels scored by the same confusion matrix.
     demo = tool.demo
     args = demo.parse_args(argv[:1] + argv[3:9] + ["--device", "cpu"])
     segmenter, short_side = demo.build_segmenter(args)
@@ -126,7 +126,7 @@ def test_tool_on_the_shipped_model(val_dir: Path, tmp_path: Path, capsys: pytest
         target = torch.from_numpy(np.asarray(Image.open(val_dir / "ann" / f"{i:03d}.png"), dtype=np.int64))
         with torch.no_grad():
             scores = segmenter.predict(demo.preprocess(image, short_side)).scores
-        labels = tool.resize_scores(scores, (64, 64)).argmax(dim=1)[0]
+        labels = resize_scores(scores, (64, 64)).argmax(dim=1)[0]
         total += confusion_matrix(labels, target, len(CLASSES))
     assert miou["protocol"] == pytest.approx(mean_iou(total), abs=0.01)
 
@@ -139,7 +139,7 @@ def test_tool_names_a_missing_label_map(val_dir: Path, tmp_path: Path, capsys: p
     argv += ["--model", "groupvit_tiny_synthetic", "--checkpoint", str(CHECKPOINT), "--device", "cpu"]
     assert tool.main(argv) == 2
     err = capsys.readouterr().err
-    assert err == f"analyze_groups.py: error: 12 label maps are missing, e.g. {ann / '000.png'}\n"
+    assert err == f"groupvit-analyze: error: 12 label maps are missing, e.g. {ann / '000.png'}\n"
 
 
 def test_tool_names_a_mis_sized_or_unreadable_label_map(
@@ -155,13 +155,12 @@ def test_tool_names_a_mis_sized_or_unreadable_label_map(
     (ann / "001.png").write_bytes(b"not a png")
     assert tool.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.endswith(f"analyze_groups.py: error: {ann / '000.png'} is 48x32, its image 64x64\n")
+    assert err.endswith(f"groupvit-analyze: error: {ann / '000.png'} is 48x32, its image 64x64\n")
     Image.fromarray(np.zeros((64, 64), dtype=np.uint8)).save(ann / "000.png")
     assert tool.main(argv) == 2
     err = capsys.readouterr().err
     assert (
-        f"analyze_groups.py: error: cannot read label map {ann / '001.png'}: cannot identify image file"
-        in err
+        f"groupvit-analyze: error: cannot read label map {ann / '001.png'}: cannot identify image file" in err
     )
     assert "Traceback" not in err
 
@@ -198,5 +197,5 @@ def test_tool_usage_errors(
         tool.main(argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert f"analyze_groups.py: error: {message}\n" in err and "Traceback" not in err
+    assert f"groupvit-analyze: error: {message}\n" in err and "Traceback" not in err
     assert not out.exists()

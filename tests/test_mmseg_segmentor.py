@@ -17,6 +17,7 @@ from mmseg.utils import register_all_modules
 
 import groupvit
 from groupvit.checkpoint import convert_state_dict
+from groupvit.errors import InputError
 from mmseg_plugins.segmentor import DatasetMetaHook, GroupViTSegmentor
 
 register_all_modules(init_default_scope=True)  # build in the mmseg scope, as under the Runner
@@ -180,3 +181,15 @@ def test_checkpoint_of_another_model_fails_with_the_keys(tmp_path: Path, shared_
     wider = _segmentor(model_overrides={"embed_dim": 16})
     with pytest.raises(RuntimeError, match="(?s)does not fit.*shape mismatches.*image_projector"):
         load_checkpoint(wider, str(other_size), map_location="cpu")
+
+
+def test_checkpoint_of_another_preset_names_the_option(tmp_path: Path) -> None:
+    """`mim test` with a checkpoint of another preset: one line that says which option picks it."""
+    path = tmp_path / "synthetic.pth"
+    torch.save(groupvit.create_model("groupvit_tiny_synthetic").state_dict(), path)
+    with pytest.raises(InputError) as info:
+        load_checkpoint(_segmentor(), str(path), map_location="cpu")
+    assert str(info.value) == (
+        "the checkpoint is for preset 'groupvit_tiny_synthetic', not model.model_name='groupvit_tiny': "
+        "add --cfg-options model.model_name=groupvit_tiny_synthetic"
+    )

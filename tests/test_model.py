@@ -10,8 +10,8 @@ import torch
 
 from groupvit import GroupViT, create_model, get_model_config, list_models
 from groupvit.config import GroupViTConfig, VisionConfig
-from groupvit.factory import _CONFIG_DIR
 from groupvit.losses import ContrastiveLoss, MultiLabelContrastiveLoss
+from groupvit.presets import _CONFIG_DIR
 
 
 def _tokens(batch: int, length: int = 12, vocab: int = 49408) -> torch.Tensor:
@@ -200,11 +200,12 @@ def test_overrides() -> None:
 
 
 def test_get_tokenizer() -> None:
-    pytest.importorskip("groupvit.tokenizer")
     from groupvit import get_tokenizer
 
     tokens = get_tokenizer()(["a photo of a cat."])
     assert tokens.shape == (1, 77) and tokens.dtype == torch.long
+    # CLIP BPE: start, "a photo of a cat ." (a, photo, of, a, cat, .: 6 tokens), end, then zeros
+    assert tokens[0, :8].tolist() == [49406, 320, 1125, 539, 320, 2368, 269, 49407] and int(tokens[0, 8:].sum()) == 0
 
 
 def test_encode_image_with_assignments_matches_encode_image() -> None:

@@ -45,14 +45,7 @@ class RunsCode:
 
 
 def _tool(name: str):
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
-    return module
+    return importlib.import_module(f"groupvit.cli.{name}")
 
 
 @pytest.fixture(scope="module")
@@ -130,13 +123,13 @@ def test_groupvit_entry_points_never_run_the_payload(exec_ckpt, marker, tiny_sd,
 
     out = tmp_path / "converted.safetensors"
     with pytest.warns(UserWarning, match=EXEC_WARNING):
-        assert _tool("convert_checkpoint").main(["--to", "ours", str(exec_ckpt), str(out)]) == 0
+        assert _tool("convert").main(["--to", "ours", str(exec_ckpt), str(out)]) == 0
     assert read_checkpoint(out).keys() == tiny_sd.keys()
     assert not marker.exists()
 
 
 def test_demo_and_analyze_groups_never_run_the_payload(exec_ckpt, marker, tmp_path) -> None:
-    """tools/analyze_groups.py builds its model with demo.build_segmenter, the path run here."""
+    """groupvit-analyze builds its model with demo.build_segmenter, the path run here."""
     image = tmp_path / "scene.png"
     Image.fromarray(np.full((32, 32, 3), 120, dtype=np.uint8)).save(image)
     demo = _tool("demo")
@@ -176,9 +169,9 @@ def test_blocked_module_payload_is_refused_everywhere(system_ckpt, marker, tmp_p
         groupvit.create_model("groupvit_tiny", checkpoint=str(system_ckpt))
     with pytest.raises(InputError, match=refused):
         CheckpointLoader.load_checkpoint(str(system_ckpt), map_location="cpu")
-    assert _tool("convert_checkpoint").main([str(system_ckpt), str(tmp_path / "out.pth")]) == 2
+    assert _tool("convert").main([str(system_ckpt), str(tmp_path / "out.pth")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("convert_checkpoint.py: error: ") and err.count("\n") == 1 and "system" in err
+    assert err.startswith("groupvit-convert: error: ") and err.count("\n") == 1 and "system" in err
     assert not marker.exists() and not (tmp_path / "out.pth").exists()
 
 

@@ -59,16 +59,24 @@ def test_class_lists() -> None:
 
 def test_palettes() -> None:
     voc = class_palette(21)
-    assert (
-        voc[0].tolist() == [0, 0, 0]
-        and voc[1].tolist() == [128, 0, 0]
-        and voc[15].tolist() == [192, 128, 128]
-    )
+    assert voc[0].tolist() == [0, 0, 0] and voc[1].tolist() == [128, 0, 0]
+    assert voc[6].tolist() == [0, 128, 128] and voc[7].tolist() == [192, 0, 0]  # VOC's grey 7th skipped
     assert len(_distinct_colors(class_palette(300))) == 300
     groups = group_palette(256)
     assert groups.shape == (256, 3) and groups.dtype == np.uint8
     assert len(_distinct_colors(groups)) == 256
     assert BOUNDARY_COLOR not in _distinct_colors(groups)
+
+
+def test_no_class_colour_is_grey_or_near_the_background() -> None:
+    """Flower (the synthetic scenes' 8th class) was drawn in grey; no class colour may be near grey
+    (max - min channel below 64) or near the background's black (RGB distance below 100)."""
+    colors = class_palette(1000).astype(np.int64)
+    chroma = colors.max(axis=1) - colors.min(axis=1)
+    assert chroma[1:].min() >= 64 and np.linalg.norm(colors[1:], axis=1).min() >= 100
+    assert colors[0].tolist() == [0, 0, 0] and len(_distinct_colors(colors)) == 1000
+    synthetic = colors[:9]  # background apple house star tree fish car ball flower
+    assert synthetic[8].tolist() == [64, 128, 0]
 
 
 def test_connected_components_four_connectivity() -> None:

@@ -13,8 +13,9 @@ from mmseg.structures import SegDataSample
 from PIL import Image
 
 import mmseg_plugins  # noqa: F401  (compat layer first)
-from groupvit.visualization import BOUNDARY_COLOR, boundary_mask
-from mmseg_plugins.visualizer import GROUP_MAPS_FIELD, GroupViTVisualizer, attach_group_maps
+from groupvit.visualization import BOUNDARY_COLOR, boundary_mask, class_palette
+from mmseg_plugins.segmentor import GROUP_MAPS_FIELD
+from mmseg_plugins.visualizer import GroupViTVisualizer
 
 CLASSES = ("background", "red", "green")
 PALETTE = [[0, 0, 0], [200, 0, 0], [0, 200, 0]]
@@ -109,24 +110,31 @@ def test_visualizer_rejects_unknown_mode(tmp_path: Path) -> None:
         _visualizer(tmp_path, modes=("groups",))
 
 
-def test_attach_group_maps_from_segmentor() -> None:
+def test_segmentor_gives_labels_and_groups_of_one_forward_pass() -> None:
+    """While drawing (with_group_maps), predict() adds per-stage group maps at the original size
+    from the forward pass of the labels; the labels are those of the plain predict()."""
     model = MODELS.build(
         dict(
             type="GroupViTSegmentor",
             model_name="groupvit_tiny",
             class_names=CLASSES,
             data_preprocessor=dict(type="SegDataPreProcessor", mean=MEAN, std=STD, bgr_to_rgb=True),
+            test_cfg=dict(mode="whole"),
         )
     ).eval()
-    image = torch.randint(0, 256, (3, 64, 96), dtype=torch.uint8)
+    image = torch.randint(0, 256, (3, 64, 96), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     meta = dict(img_shape=(64, 96), ori_shape=(48, 72))
-    batch = dict(inputs=[image], data_samples=[SegDataSample(metainfo=meta)])
-    outputs = model.test_step(batch)
-    attach_group_maps(model, batch, outputs)
-    maps = outputs[0].get(GROUP_MAPS_FIELD).data
-    stages = len(model.segmenter.group_maps(torch.zeros(1, 3, 64, 64)))
-    assert maps.shape == (stages, 48, 72) and maps.dtype == torch.long
-    assert tuple(outputs[0].pred_sem_seg.shape) == (48, 72)
+    plain = model.test_step(dict(inputs=[image], data_samples=[SegDataSample(metainfo=meta)]))[0]
+    calls = []
+    forward = model.model.forward_segmentation
+    model.model.forward_segmentation = lambda x: calls.append(tuple(x.shape)) or forward(x)
+    model.with_group_maps = True
+    drawn = model.test_step(dict(inputs=[image], data_samples=[SegDataSample(metainfo=meta)]))[0]
+    assert calls == [(1, 3, 64, 96)]  # one forward pass for labels and groups
+    maps = drawn.get(GROUP_MAPS_FIELD).data
+    assert maps.shape == (2, 48, 72) and maps.dtype == torch.long  # groupvit_tiny: two stages
+    assert maps[0].max() < 8 and maps[1].max() < 4  # 8 then 4 groups
+    torch.testing.assert_close(drawn.pred_sem_seg.data, plain.pred_sem_seg.data, rtol=0, atol=0)
 
 
 def _load_tool(name: str):
@@ -180,6 +188,38 @@ def test_show_dir_writes_overlays_and_group_pictures(tmp_path: Path) -> None:
     assert len(written) == 6
 
 
+@pytest.mark.slow
+def test_show_dir_of_the_synthetic_config_draws_groups(tmp_path: Path) -> None:
+    """``mim test`` of the shipped synthetic config with ``--show-dir``: the overlay and the group
+    picture of its one stage, per image, on the shipped model."""
+
+    shipped = ROOT / "checkpoints" / "groupvit_tiny_synthetic.pth"
+    val = ROOT / "data" / "synthetic_val" / "val"
+    if not shipped.is_file() or not val.is_dir():
+        pytest.skip("needs checkpoints/groupvit_tiny_synthetic.pth and data/synthetic_val (make demo)")
+    data = tmp_path / "val"
+    for sub in ("img_dir/val", "ann_dir/val"):
+        (data / sub).mkdir(parents=True)
+        for name in ("000000.png", "000001.png"):
+            (data / sub / name).write_bytes((val / sub / name).read_bytes())
+    test_tool = _load_tool("test")
+    show_dir = tmp_path / "show"
+    args_list = (
+        [str(ROOT / "configs" / "groupvit" / "groupvit_tiny_synthetic.py"), str(shipped)]
+        + ["--show-dir", str(show_dir), "--work-dir", str(tmp_path / "work")]
+        + ["--cfg-options", f"test_dataloader.dataset.data_root={data}", "test_dataloader.num_workers=0"]
+        + [
+            "test_dataloader.persistent_workers=False",
+            f"train_dataloader.dataset.data_root={tmp_path / 'none'}",
+        ]
+    )
+    assert test_tool.main([str(a) for a in args_list]) == 0  # no training folder needed
+    written = sorted(p.name for p in show_dir.rglob("*.png"))
+    assert written == [f"test_{n}.png_{k}0.png" for n in ("000000", "000001") for k in ("", "stage1_")]
+    with Image.open(next(show_dir.rglob("test_000000.png_stage1_0.png"))) as picture:
+        assert picture.size == (64, 64)
+
+
 SHOW_DIR_CONFIG = """
 model = dict(
     type="GroupViTSegmentor",
@@ -214,3 +254,41 @@ visualizer = dict(
 )
 default_hooks = dict(visualization=dict(type="GroupViTVisualizationHook", draw=False, interval=1))
 """
+
+
+def test_visualizer_draws_classes_in_the_palette_without_greys(tmp_path: Path) -> None:
+    """mmseg's VOC palette draws "car" (7) in grey (128, 128, 128); the visualiser uses ours."""
+    from mmseg.datasets import PascalVOCDataset
+
+    vis = _visualizer(tmp_path, modes=())
+    meta = PascalVOCDataset.METAINFO
+    assert list(meta["palette"][7]) == [128, 128, 128]
+    vis.dataset_meta = dict(classes=meta["classes"], palette=meta["palette"])
+    palette = np.asarray(vis.dataset_meta["palette"])
+    np.testing.assert_array_equal(palette, class_palette(21))
+    assert (palette[1:].max(axis=1) - palette[1:].min(axis=1)).min() >= 64
+
+
+def test_test_loop_option_names_the_segmentor_key(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The README once said test_cfg=dict(mode=...): on the command line that is mmengine's TestLoop."""
+    _write_dataset(tmp_path / "data")
+    config = tmp_path / "tiny.py"
+    config.write_text(
+        f"_base_ = [{str(ROOT / 'configs' / '_base_' / 'default_runtime.py')!r}]\n"
+        + SHOW_DIR_CONFIG.format(data_root=str(tmp_path / "data"), classes=CLASSES, mean=MEAN, std=STD)
+    )
+    checkpoint = tmp_path / "tiny.pth"
+    torch.save({"state_dict": {}}, checkpoint)
+    argv = [
+        str(config),
+        str(checkpoint),
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--cfg-options",
+        "test_cfg.mode=whole",
+    ]
+    assert _load_tool("test").main(argv) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "test.py: error: test_cfg.mode is not an option of mmengine's TestLoop; the segmentor's test mode is "
+        "model.test_cfg (e.g. --cfg-options model.test_cfg.mode=...)"
+    )

@@ -9,9 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from groupvit.sliding_window import resize_scores, slide_inference, window_count, window_grid, window_starts
-from groupvit.zero_shot import (
-    SegmentationResult,
-    ZeroShotSegmenter,
+from groupvit.zero_shot import SegmentationResult, ZeroShotSegmenter
+from groupvit.zero_shot_functional import (
     background_channel,
     build_class_embeddings,
     group_class_affinity,

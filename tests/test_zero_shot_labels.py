@@ -8,7 +8,8 @@ from torch import Tensor
 import groupvit
 import groupvit.zero_shot as zero_shot
 from groupvit.sliding_window import average_windows, resize_scores, slide_inference, window_grid
-from groupvit.zero_shot import ZeroShotSegmenter, active_channels, gather_scores
+from groupvit.zero_shot import ZeroShotSegmenter
+from groupvit.zero_shot_functional import active_channels, gather_scores
 
 NAMES = [f"thing number {i}" for i in range(300)]
 

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 import groupvit
-from groupvit.zero_shot import ZeroShotSegmenter, stage_group_maps
+from groupvit.zero_shot import ZeroShotSegmenter
+from groupvit.zero_shot_functional import stage_group_maps
 
 CLASSES = ["cat", "dog", "person", "tree", "sky", "car", "road"]
 

@@ -16,10 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
+import re
 import sys
 
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
+from mmseg.registry import RUNNERS
 
 import mmseg_plugins  # noqa: F401  (compat layer, then GroupViT's mmseg modules)
 from groupvit.errors import InputError, report_input_errors
@@ -101,9 +103,23 @@ def main(argv: list[str] | None = None) -> int:
     if not osp.isfile(args.checkpoint) and "://" not in args.checkpoint:
         raise InputError(f"checkpoint {args.checkpoint!r} does not exist")
     try:
-        Runner.from_cfg(build_config(args)).test()
+        cfg = build_config(args)
+        # as mmseg's tools/test.py (what `mim test` runs): a config may name its runner
+        (RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)).test()
     except (InputError, FileNotFoundError) as error:
         raise type(error)(_original_message(error)) from None
+    except TypeError as error:
+        # --cfg-options test_cfg.mode=whole: test_cfg is mmengine's test loop, not the segmentor's
+        loop = re.match(
+            r"(TestLoop|ValLoop)\.__init__\(\) got an unexpected keyword argument '(\w+)'", str(error)
+        )
+        if loop is None:
+            raise
+        key = "test_cfg" if loop.group(1) == "TestLoop" else "val_cfg"
+        raise InputError(
+            f"{key}.{loop.group(2)} is not an option of mmengine's {loop.group(1)}; the segmentor's "
+            f"test mode is model.test_cfg (e.g. --cfg-options model.test_cfg.{loop.group(2)}=...)"
+        ) from None
     return 0
 
 

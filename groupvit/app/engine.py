@@ -1,7 +1,7 @@
 """What the app computes, as plain functions of plain values (no Gradio): testable without a browser.
 
 The page (:mod:`groupvit.app.ui`) only wires widgets to these functions. Segmentation runs as
-``tools/demo.py`` runs it (sliding windows of the preset's short side for the labels, one
+``groupvit-demo`` runs it (sliding windows of the preset's short side for the labels, one
 whole-image pass for the groups, at most :data:`~groupvit.preprocess.MAX_WHOLE_TOKENS` patch
 tokens), so the page, the demo's pictures and its ``<stem>.json`` agree on the same input.
 Phrase grounding is :class:`~groupvit.grounding.PhraseGrounder` on one whole-image pass.
@@ -21,7 +21,6 @@ from groupvit.cli.models import load_model
 from groupvit.cli.records import phrase_records, summary_record
 from groupvit.cli.vocabulary import build_class_names
 from groupvit.errors import InputError
-from groupvit.factory import get_model_config, list_models
 from groupvit.grounding import PhraseGrounder
 from groupvit.models.groupvit import GroupViT
 from groupvit.preprocess import (
@@ -32,6 +31,7 @@ from groupvit.preprocess import (
     resized_size,
     whole_image_side,
 )
+from groupvit.presets import get_model_config, list_models
 from groupvit.visualization.grounding import phrase_palette
 from groupvit.visualization.palette import class_palette
 from groupvit.zero_shot import ZeroShotSegmenter
@@ -158,7 +158,7 @@ def segment(
 ) -> Prediction:
     """Zero-shot segmentation of ``image`` with the comma-separated class names of ``vocabulary``.
 
-    Labels as ``tools/demo.py`` computes them (``predict_labels`` on sliding windows of the preset's
+    Labels as ``groupvit-demo`` computes them (``predict_labels`` on sliding windows of the preset's
     short side, at the image's size), groups from ``group_maps`` on one whole-image pass.
     """
     if not vocabulary or not vocabulary.strip(" ,\n\t"):

@@ -29,7 +29,7 @@ from groupvit.app.engine import (
 from groupvit.app.examples import SYNTHETIC_VOCABULARY, Example
 from groupvit.app.views import PREDICTION_VIEW, render_views, view_names
 from groupvit.errors import InputError
-from groupvit.factory import list_models
+from groupvit.presets import list_models
 
 __all__ = ["CLASSES_TASK", "GROUNDING_TASK", "build_app"]
 

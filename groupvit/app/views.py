@@ -25,7 +25,7 @@ def render_views(prediction: Prediction, view: str, min_area: float) -> tuple[Im
     """(overview, view).
 
     The overview is :func:`~groupvit.visualization.figure.overview` (input | groups of every stage |
-    prediction | legend), as ``tools/demo.py`` writes it. The view is the prediction with class names
+    prediction | legend), as ``groupvit-demo`` writes it. The view is the prediction with class names
     on segments of at least ``min_area`` of the image (the demo's ``--min-area``; the largest segment
     of every class is always named) or the groups of one stage.
     """

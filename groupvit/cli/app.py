@@ -6,7 +6,7 @@
 Starts on ``checkpoints/groupvit_tiny_synthetic.pth`` (in the repository, no download). The page
 takes an image (upload or an example), a class list or a free caption, and shows the overview
 (input, the groups of every stage, the prediction with a legend), a stage selector, the labels
-with their pixel shares, and downloads of the label map PNG and the JSON (``tools/demo.py``'s
+with their pixel shares, and downloads of the label map PNG and the JSON (``groupvit-demo``'s
 ``<stem>.json``).
 """
 
@@ -23,7 +23,7 @@ import torch
 
 from groupvit.cli.args import at_least
 from groupvit.errors import InputError, report_input_errors
-from groupvit.factory import list_models
+from groupvit.presets import list_models
 
 if TYPE_CHECKING:
     import gradio

@@ -22,7 +22,7 @@ from pathlib import Path
 from groupvit.cli.args import at_least, unit_interval
 from groupvit.cli.vocabulary import CLASS_LISTS, build_class_names
 from groupvit.errors import InputError, report_input_errors
-from groupvit.factory import list_models
+from groupvit.presets import list_models
 
 __all__ = ["main"]
 
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from groupvit.cli.models import load_model
     from groupvit.export import export_onnx
-    from groupvit.factory import get_model_config
+    from groupvit.presets import get_model_config
     from groupvit.zero_shot import ZeroShotSegmenter
 
     model = load_model(args.checkpoint, args.model)

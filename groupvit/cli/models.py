@@ -7,8 +7,9 @@ from pathlib import Path
 import torch
 
 from groupvit.errors import InputError
-from groupvit.factory import create_model, get_model_config, list_models
+from groupvit.factory import create_model
 from groupvit.models.groupvit import GroupViT
+from groupvit.presets import get_model_config, list_models
 
 __all__ = ["detect_preset", "load_model"]
 

@@ -1,6 +1,6 @@
 """Pictures of predictions and per-stage groups, from plain arrays (numpy / PIL only).
 
-Shared by ``tools/demo.py``, the mmseg visualiser and notebooks::
+Shared by ``groupvit-demo`` (groupvit/cli/demo.py), the mmseg visualiser and notebooks::
 
     from groupvit.visualization import render_result
     pictures = render_result(image_rgb, seg.predict(x), seg.group_maps(x), ["background", "cat"])

@@ -1,4 +1,4 @@
-"""Colour palettes: one for classes (PASCAL VOC order), one for groups (bright, distinct)."""
+"""Colour palettes: one for classes (PASCAL VOC order, no greys), one for groups (bright, distinct)."""
 
 import colorsys
 
@@ -8,19 +8,39 @@ import numpy as np
 BOUNDARY_COLOR: tuple[int, int, int] = (255, 255, 255)
 
 
-def class_palette(num_classes: int) -> np.ndarray:
-    """The PASCAL VOC colour map: ``[num_classes, 3]`` uint8, index 0 black (background).
+# A class colour is kept only when it is this far from grey (max - min channel) and from the
+# background's black (Euclidean, RGB): the VOC map's greys (128, 128, 128), (64, 64, 64), ... and
+# near-blacks would read as background or as "no colour" in the overlays.
+MIN_CHROMA = 64
+MIN_BACKGROUND_DISTANCE = 100.0
 
-    Bits of the class index are spread over the high bits of R, G and B, so every
-    index below 2**24 gets its own colour and the first 21 match VOC's label PNGs.
-    """
-    index = np.arange(num_classes, dtype=np.int64)
-    colors = np.zeros((num_classes, 3), dtype=np.int64)
+
+def voc_color_map(num: int) -> np.ndarray:
+    """The PASCAL VOC colour map of indices ``0 .. num - 1``: ``[num, 3]`` int64. Bits of the index are
+    spread over the high bits of R, G and B, so every index below 2**24 gets its own colour."""
+    index = np.arange(num, dtype=np.int64)
+    colors = np.zeros((num, 3), dtype=np.int64)
     for shift in range(8):
         for channel in range(3):
             bit = (index >> (3 * shift + channel)) & 1
             colors[:, channel] |= bit << (7 - shift)
-    return colors.astype(np.uint8)
+    return colors
+
+
+def class_palette(num_classes: int) -> np.ndarray:
+    """Class colours ``[num_classes, 3]`` uint8: index 0 black (background), then the VOC colour
+    map's colours in order, without its greys and near-blacks (see :data:`MIN_CHROMA`): the first
+    seven are VOC's, VOC's grey "car" and later greys are skipped. All distinct."""
+    if num_classes <= 0:
+        return np.zeros((0, 3), dtype=np.uint8)
+    count = 2 * num_classes + 64
+    while True:
+        colors = voc_color_map(count)[1:]
+        chroma = colors.max(axis=1) - colors.min(axis=1)
+        keep = colors[(chroma >= MIN_CHROMA) & (np.linalg.norm(colors, axis=1) >= MIN_BACKGROUND_DISTANCE)]
+        if len(keep) >= num_classes - 1:
+            return np.concatenate([np.zeros((1, 3), np.int64), keep[: num_classes - 1]]).astype(np.uint8)
+        count *= 2
 
 
 def group_palette(num_groups: int) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Are the groups wrong or their names? Score a model's groups against ground-truth label maps.
 
-    python tools/analyze_groups.py data/synthetic/val/img_dir/val --ann-dir data/synthetic/val/ann_dir/val \
+    groupvit-analyze data/synthetic/val/img_dir/val --ann-dir data/synthetic/val/ann_dir/val \
         --dataset synthetic --model groupvit_tiny_synthetic --checkpoint checkpoints/groupvit_tiny_synthetic.pth
 
-For every image it runs zero-shot segmentation as ``tools/demo.py`` does (same resizing, classes,
+For every image it runs zero-shot segmentation as ``groupvit-demo`` does (same resizing, classes,
 templates and background threshold) and compares at the label map's size:
 
 - ``protocol``: the zero-shot labels themselves;
@@ -11,8 +11,8 @@ templates and background threshold) and compares at the label map's size:
   the others (its best class for each group);
 - ``purity oracle, stage s``: every group of stage s takes its pixels' most frequent true label.
 
-The groups come from one forward pass over the whole resized image; the protocol row reuses it
-unless ``--mode slide`` needs several windows for the image.
+The groups and the protocol row come from one forward pass over the whole resized image
+(``ZeroShotSegmenter.predict_with_groups``), unless ``--mode slide`` needs several windows for it.
 
 It prints the mIoU of each row, per-class IoU, how many groups own pixels per image and how
 often an object group is named right, and writes the same as JSON with ``--json``. Label maps are
@@ -34,12 +34,10 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import demo  # noqa: E402  (tools/demo.py: image loading, resizing and the segmenter)
-
-from groupvit.cli.args import at_least  # noqa: E402
-from groupvit.errors import InputError, report_input_errors  # noqa: E402
-from groupvit.group_analysis import (  # noqa: E402
+from groupvit.cli import demo  # image loading, resizing and the segmenter
+from groupvit.cli.args import at_least
+from groupvit.errors import InputError, report_input_errors
+from groupvit.group_analysis import (
     confusion_matrix,
     group_label_counts,
     groups_used,
@@ -48,16 +46,15 @@ from groupvit.group_analysis import (  # noqa: E402
     oracle_background_labels,
     purity_oracle_labels,
 )
-from groupvit.sliding_window import resize_scores  # noqa: E402
-from groupvit.zero_shot_functional import group_class_affinity, resize_group_ids, stage_group_maps  # noqa: E402
+from groupvit.zero_shot_functional import group_class_affinity
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """This tool's options; every other option (classes, checkpoint, model, threshold, short side,
-    device, ...) is ``tools/demo.py``'s, with the same defaults and checks."""
+    device, ...) is ``groupvit-demo``'s, with the same defaults and checks."""
     parser = argparse.ArgumentParser(
-        prog="analyze_groups.py",
-        description=__doc__ + "\nAll other options are those of tools/demo.py.",
+        prog="groupvit-analyze",
+        description=__doc__ + "\nAll other options are those of groupvit-demo.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -70,7 +67,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     ours, rest = parser.parse_known_args(argv)
-    args = demo.parse_args(rest, prog="analyze_groups.py")
+    args = demo.parse_args(rest, prog="groupvit-analyze")
     if args.random_init:
         parser.error("--random-init: random weights have no groups worth analysing; give --checkpoint")
     if ours.json is not None and ours.json.is_dir():
@@ -114,19 +111,15 @@ def analyze(args: argparse.Namespace) -> dict:
             if size != (image.height, image.width):
                 raise InputError(f"{ann_path} is {size[1]}x{size[0]}, its image {image.width}x{image.height}")
             pixels = demo.preprocess(image, short_side).to(args.device)
-            features = model.forward_segmentation(pixels)
-            input_size = (pixels.shape[-2], pixels.shape[-1])
-            if segmenter.single_pass(input_size):  # predict() would run this very forward pass
-                scores = segmenter.score_features(features, input_size)
-            else:
-                scores = segmenter.predict(pixels).scores
-            add("protocol", resize_scores(scores, size).argmax(dim=1), target)
-            maps = stage_group_maps(features.assignments)
-            for stage, group_map in enumerate(maps, start=1):
-                ids = resize_group_ids(group_map, features.grid_size, size)  # [1, H, W]
-                counts = group_label_counts(ids, target, group_map.shape[-1], num_classes, args.ignore_index)
+            # labels and groups at the label map's size, from one whole-image forward pass
+            prediction = segmenter.predict_with_groups(pixels, output_size=size)
+            features = prediction.features
+            add("protocol", prediction.labels, target)
+            for stage, ids in enumerate(prediction.group_maps, start=1):  # [1, H, W] each
+                num_groups = features.assignments[stage - 1].shape[1]  # G_s
+                counts = group_label_counts(ids, target, num_groups, num_classes, args.ignore_index)
                 add(f"purity oracle, stage {stage}", purity_oracle_labels(ids, counts), target)
-                used.setdefault(f"stage {stage}", []).append(int(groups_used(ids, group_map.shape[-1])[0]))
+                used.setdefault(f"stage {stage}", []).append(int(groups_used(ids, num_groups)[0]))
             affinity = group_class_affinity(
                 F.normalize(features.group_embeds, dim=-1),
                 F.normalize(features.image_embeds, dim=-1),
@@ -182,7 +175,7 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
-@report_input_errors("analyze_groups.py")
+@report_input_errors("groupvit-analyze")
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     result = analyze(args)

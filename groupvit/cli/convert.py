@@ -2,8 +2,8 @@
 
 Examples::
 
-    python tools/convert_checkpoint.py --from official --to ours group_vit_gcc_yfcc_30e-879422e0.pth groupvit_s_yfcc.pth
-    python tools/convert_checkpoint.py --to hf groupvit_s_yfcc.pth pytorch_model.bin
+    groupvit-convert --from official --to ours group_vit_gcc_yfcc_30e-879422e0.pth groupvit_s_yfcc.pth
+    groupvit-convert --to hf groupvit_s_yfcc.pth pytorch_model.bin
 
 ``--to hf`` writes a plain state dict that ``transformers.GroupViTModel.load_state_dict`` accepts.
 SRC may be a ``.pth`` / ``.bin`` / ``.safetensors`` file, an http(s) URL or a released tag (gcc_yfcc,
@@ -23,7 +23,7 @@ from groupvit.errors import InputError, report_input_errors
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="groupvit-convert", description=__doc__.split("\n")[0])
     parser.add_argument("--from", dest="src_layout", choices=LAYOUTS, default=None, help="default: detect")
     parser.add_argument("--to", dest="dst_layout", choices=LAYOUTS, default="ours")
     parser.add_argument("src", help="checkpoint file, URL or released tag")
@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@report_input_errors("convert_checkpoint.py")
+@report_input_errors("groupvit-convert")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.dst.is_dir():
