@@ -13,6 +13,7 @@ from mmseg_plugins.datasets import (
     COCOObjectDataset,
 )
 from mmseg_plugins.segmentor import DatasetMetaHook, GroupViTSegmentor
+from mmseg_plugins.transforms import PresetResize
 from mmseg_plugins.visualizer import GroupViTVisualizationHook, GroupViTVisualizer
 
 __all__ = [
@@ -25,5 +26,6 @@ __all__ = [
     "GroupViTSegmentor",
     "GroupViTVisualizationHook",
     "GroupViTVisualizer",
+    "PresetResize",
 ]
 from mmseg_plugins import distributed, hooks, loops, rng_state, runner, train_data, train_model  # noqa: E402, F401  (training)

@@ -30,6 +30,7 @@ from torch import Tensor
 
 import groupvit
 from groupvit.class_file import read_class_file
+from groupvit.class_names import DATASET_BG_THRESH, DATASET_CLASS_RENAMES
 from groupvit.config import RefineConfig
 from groupvit.errors import InputError
 from groupvit.zero_shot import ZeroShotSegmenter, resize_scores
@@ -51,13 +52,19 @@ class GroupViTSegmentor(BaseSegmentor):
             / ``load_from`` load over them (any layout, see :func:`_fit_checkpoint`).
         class_names: class names in label order (background first when ``background``); None takes
             them from the evaluated dataset's ``metainfo['classes']`` (set by :class:`DatasetMetaHook`).
-        class_renames: dataset name -> name fed to the text encoder, e.g. ``{"tvmonitor": "monitor"}``.
+        benchmark: a benchmark of ``groupvit.class_names`` (``"voc"``, ``"context"``, ``"coco_object"``)
+            whose class renames and background threshold are the defaults of the next two arguments
+            (the one source of the paper's protocol values); None: no renames and the preset's
+            ``config.inference.bg_thresh``.
+        class_renames: dataset name -> name fed to the text encoder, e.g. ``{"tvmonitor": "monitor"}``;
+            None: the benchmark's ``DATASET_CLASS_RENAMES`` (none without a benchmark).
         class_file: a class file (:mod:`groupvit.class_file`, ``name: syn1, syn2`` per line, label order)
             whose texts replace the class names; with ``background=False`` its label-0 line (say
             ``background: sky, wall``) is scored as a text class instead of by the threshold.
         templates: prompt template set (``"simple"``, ``"subset"``, ``"imagenet"``) or a list of templates.
         background: label 0 is background, scored by thresholding (not by a text embedding).
-        bg_thresh: background threshold (0.95 VOC / COCO-Object, 0.35 PASCAL Context in the paper).
+        bg_thresh: background threshold; None: the benchmark's ``DATASET_BG_THRESH`` (0.95 VOC /
+            COCO-Object, 0.35 PASCAL Context in the paper), else the preset's ``config.inference``.
         top_k: image-level classes kept per image.
         test_cfg: ``dict(mode="whole")`` or ``dict(mode="slide", crop_size=(h, w), stride=(h, w))``, plus
             any :class:`groupvit.config.RefineConfig` field (``pamr_iterations``, ``pamr_dilations``,
@@ -71,11 +78,12 @@ class GroupViTSegmentor(BaseSegmentor):
         model_overrides: dict | None = None,
         checkpoint: str | None = None,
         class_names: Sequence[str] | None = None,
+        benchmark: str | None = None,
         class_renames: Mapping[str, str] | None = None,
         class_file: str | None = None,
         templates: str | Sequence[str] = "simple",
         background: bool = True,
-        bg_thresh: float = 0.95,
+        bg_thresh: float | None = None,
         top_k: int = 5,
         test_cfg: dict | None = None,
         data_preprocessor: dict | None = None,
@@ -86,11 +94,20 @@ class GroupViTSegmentor(BaseSegmentor):
         self.model = groupvit.create_model(model_name, checkpoint=checkpoint, **dict(model_overrides or {}))
         self.test_cfg = _check_test_cfg(test_cfg)
         self.class_names = tuple(class_names) if class_names else None
-        self.class_renames = dict(class_renames or {})
+        if benchmark is not None and benchmark not in DATASET_BG_THRESH:
+            raise InputError(
+                f"model.benchmark {benchmark!r} is unknown; choose from {sorted(DATASET_BG_THRESH)} or None"
+            )
+        if class_renames is None:
+            class_renames = DATASET_CLASS_RENAMES[benchmark] if benchmark else {}
+        if bg_thresh is None:
+            bg_thresh = DATASET_BG_THRESH[benchmark] if benchmark else self.model.config.inference.bg_thresh
+        self.benchmark = benchmark
+        self.class_renames = dict(class_renames)
         self.class_file = class_file
         self.templates = templates
         self.background = background
-        self.bg_thresh = bg_thresh
+        self.bg_thresh = float(bg_thresh)
         self.top_k = top_k
         self.align_corners = False
         self._dataset_meta: dict | None = None

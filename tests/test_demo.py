@@ -355,8 +355,11 @@ def test_synthetic_class_list() -> None:
     config = Config.fromfile(str(ROOT / "configs" / "groupvit" / "groupvit_tiny_synthetic.py"))
     # the pictures use the threshold and the test size the shipped model is scored with
     preset = get_model_config("groupvit_tiny_synthetic").inference
-    assert demo.BG_THRESH["synthetic"] == preset.bg_thresh == config.model.bg_thresh == 0.95
-    assert preset.short_side == config.test_size == 320
+    assert demo.BG_THRESH["synthetic"] == preset.bg_thresh == 0.95 and "bg_thresh" not in config.model
+    assert preset.short_side == 320
+    assert config.test_dataloader.dataset.pipeline[1] == dict(
+        type="PresetResize", model_name=config.model_name
+    )
 
 
 def test_default_short_side_is_the_presets() -> None:

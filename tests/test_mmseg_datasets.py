@@ -13,7 +13,7 @@ from mmseg.registry import DATASETS
 from mmseg.utils import register_all_modules
 from PIL import Image
 
-from groupvit.class_names import COCO_OBJECT_CLASSES, CONTEXT_CLASSES, DATASET_BG_THRESH, VOC_CLASSES
+from groupvit.class_names import COCO_OBJECT_CLASSES, CONTEXT_CLASSES, DATASET_CLASS_RENAMES, VOC_CLASSES
 from groupvit.errors import InputError
 
 register_all_modules(init_default_scope=True)  # transforms resolve in the mmseg scope, as under the Runner
@@ -57,9 +57,9 @@ def test_class_lists_renamed_match_groupvit(config: str, expected: tuple, datase
     cfg = Config.fromfile(CONFIGS / "groupvit" / config)
     classes = DATASETS.get(cfg.test_dataloader.dataset.type).METAINFO["classes"]
     assert len(classes) == len(expected) and classes[0] == "background"
-    renames = cfg.model.class_renames
+    assert cfg.model.benchmark == dataset_key  # renames and threshold: groupvit.class_names
+    renames = DATASET_CLASS_RENAMES[dataset_key]
     assert tuple(renames.get(c, c) for c in classes) == expected
-    assert cfg.model.bg_thresh == DATASET_BG_THRESH[dataset_key]
     assert cfg.model.background is True
     assert cfg.model.test_cfg == dict(mode="slide", crop_size=(448, 448), stride=(224, 224))
     resize = [t for t in cfg.test_dataloader.dataset.pipeline if t["type"] == "Resize"][0]

@@ -1,4 +1,4 @@
-# Runtime shared by the GroupViT evaluation configs (mmengine Runner, mmseg scope).
+# Runtime shared by every GroupViT config, evaluation and training (mmengine Runner, mmseg scope).
 default_scope = "mmseg"
 # Loads mmseg_plugins (compat layer first, then GroupViTSegmentor, datasets, hooks) in every process.
 custom_imports = dict(imports=["mmseg_plugins"], allow_failed_imports=False)
@@ -17,12 +17,18 @@ visualizer = dict(
 default_hooks = dict(
     timer=dict(type="IterTimerHook"),
     logger=dict(type="LoggerHook", interval=50, log_metric_by_epoch=False),
+    # training only (mmengine registers both in any case): the schedule and iteration checkpoints
+    # (a training config sets the interval)
+    param_scheduler=dict(type="ParamSchedulerHook"),
+    checkpoint=dict(type="CheckpointHook", by_epoch=False, save_last=True, max_keep_ckpts=3),
     sampler_seed=dict(type="DistSamplerSeedHook"),
     # draw=False: --show / --show-dir switch it on; interval: draw every n-th image.
     visualization=dict(type="GroupViTVisualizationHook", draw=False, interval=1),
 )
-# Hands the evaluated dataset's metainfo (class names) to the model before val/test.
-custom_hooks = [dict(type="DatasetMetaHook")]
+custom_hooks = [
+    dict(type="SkippedSamplesHook", interval=50),  # training: corrupt samples skipped, in the log
+    dict(type="DatasetMetaHook"),  # the evaluated dataset's metainfo (class names) -> model, before val/test
+]
 log_processor = dict(by_epoch=False)
 log_level = "INFO"
 load_from = None

@@ -7,7 +7,7 @@
 #   mim test mmseg configs/groupvit/groupvit_s_custom.py --checkpoint group_vit_gcc_yfcc_30e-879422e0.pth
 # Edit the values below (a --cfg-options override must name the final key, e.g.
 # test_dataloader.dataset.data_root=DIR, since these variables are resolved when the file is read).
-_base_ = ["../_base_/default_runtime.py"]
+_base_ = ["../_base_/models/groupvit_segmentor.py", "../_base_/default_runtime.py"]
 
 data_root = "data/my_dataset"
 img_dir = "images/val"
@@ -16,8 +16,6 @@ img_suffix = ".jpg"
 seg_map_suffix = ".png"
 split_file = ""  # optional: a text file with one <name> per line (relative to data_root); "" = every image
 classes = ("background", "cat", "dog")  # label value i -> classes[i]
-background = True
-bg_thresh = 0.95
 img_scale = (2048, 448)  # short side 448, keeping the aspect ratio
 
 test_pipeline = [
@@ -47,23 +45,6 @@ val_dataloader = test_dataloader
 test_evaluator = dict(type="IoUMetric", iou_metrics=["mIoU"])
 val_evaluator = test_evaluator
 
-model = dict(
-    type="GroupViTSegmentor",
-    model_name="groupvit_s",  # groupvit preset; the checkpoint must fit it
-    model_overrides=dict(),
-    class_names=None,  # None: `classes` above (through the dataset's metainfo)
-    class_renames=dict(),  # e.g. dict(tvmonitor="monitor"): the words fed to the text encoder
-    templates="simple",
-    background=background,
-    bg_thresh=bg_thresh,
-    top_k=5,
-    data_preprocessor=dict(
-        type="SegDataPreProcessor",
-        mean=[123.675, 116.28, 103.53],  # ImageNet, RGB
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
-        pad_val=0,
-        seg_pad_val=255,
-    ),
-    test_cfg=dict(mode="slide", crop_size=(448, 448), stride=(224, 224)),
-)
+# Label 0 is background (scored by thresholding at the preset's config.inference.bg_thresh); change
+# with model.background=False (every label a class) or model.bg_thresh=0.9.
+model = dict(class_renames=dict())  # e.g. dict(tvmonitor="monitor"): the words fed to the text encoder

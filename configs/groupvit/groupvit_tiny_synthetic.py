@@ -5,10 +5,7 @@
 #   python tools/make_synthetic_data.py --out data/synthetic
 #   mim train mmseg configs/groupvit/groupvit_tiny_synthetic.py   (or python tools/train.py ...)
 # Several processes: python -m torch.distributed.run --nproc_per_node 2 tools/train.py CONFIG --launcher pytorch
-default_scope = "mmseg"
-custom_imports = dict(imports=["mmseg_plugins"], allow_failed_imports=False)
-# --resume picks the newest readable checkpoint and continues its random state; atomic checkpoints
-runner_type = "GroupViTRunner"
+_base_ = ["../_base_/schedules/image_text_adamw.py", "../_base_/default_runtime.py"]
 
 data_root = "data/synthetic"  # --out of tools/make_synthetic_data.py
 use_shards = False  # True: read data_root/train_shards/*.tar (webdataset) instead of the image folder
@@ -24,9 +21,10 @@ val_interval = 150  # zero-shot segmentation of data_root/val every N iterations
 checkpoint_interval = 150
 synthetic_classes = ("background", "apple", "house", "star", "tree", "fish", "car", "ball", "flower")
 
+model_name = "groupvit_tiny_synthetic"  # groupvit/model_configs/groupvit_tiny_synthetic.json
 model = dict(
     type="GroupViTTrainModel",
-    model_name="groupvit_tiny_synthetic",  # groupvit/model_configs/groupvit_tiny_synthetic.json
+    model_name=model_name,
     model_overrides=dict(),  # e.g. {"vision.drop_path_rate": 0.1}
     checkpoint=None,  # initial weights (fine-tuning); --resume restores everything else
     multi_label_weight=1.0,
@@ -44,7 +42,8 @@ model = dict(
     # zero-shot validation (see GroupViTSegmentor); class names come from the val dataset
     templates="simple",
     background=True,
-    bg_thresh=0.95,  # chosen on a separate val split (seed-1 data), not on the reported val set; see README
+    # bg_thresh: the preset's config.inference.bg_thresh (0.95), chosen on a separate val split
+    # (seed-1 data), not on the reported val set; see README
     top_k=5,
     test_cfg=dict(mode="whole"),
     data_preprocessor=dict(
@@ -95,11 +94,11 @@ train_dataloader = dict(
 # Zero-shot segmentation at five times the training size (the paper tests its 224-px model at 448,
 # twice): 64 -> 320 px gives 40 x 40 patches, finer group boundaries. Chosen on the tuning split,
 # mean mIoU of seeds 0-3 (README): 128 px 44.1%, 256 px 48.2%, 320 px 49.7%, 384 px 50.6%.
-# Labels load after Resize, so the metric compares at the original 64 px.
-test_size = 5 * image_size
+# The size is the preset's config.inference.short_side (PresetResize reads it there). Labels load
+# after the resize, so the metric compares at the original 64 px.
 val_pipeline = [
     dict(type="LoadImageFromFile"),
-    dict(type="Resize", scale=(test_size, test_size), keep_ratio=True),
+    dict(type="PresetResize", model_name=model_name),
     dict(type="LoadAnnotations"),
     dict(type="PackSegInputs"),
 ]
@@ -119,65 +118,15 @@ val_dataloader = dict(
     ),
 )
 val_evaluator = dict(type="IoUMetric", iou_metrics=["mIoU"])
-val_cfg = dict(type="ValLoop")
 # mim test mmseg configs/groupvit/groupvit_tiny_synthetic.py --checkpoint CKPT scores the same set
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
-test_cfg = dict(type="TestLoop")
 
-optim_wrapper = dict(
-    type="OptimWrapper",  # fp32; on a GPU "AmpOptimWrapper" with dtype="bfloat16" (or --amp)
-    optimizer=dict(type="AdamW", lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999), eps=1e-8),
-    # no weight decay on norms, biases and GroupViT.no_weight_decay(): position embeddings,
-    # group tokens and the two logit scales
-    paramwise_cfg=dict(
-        norm_decay_mult=0.0,
-        bias_decay_mult=0.0,
-        custom_keys={
-            "pos_embed": dict(decay_mult=0.0),
-            "positional_embedding": dict(decay_mult=0.0),
-            "group_token": dict(decay_mult=0.0),
-            "logit_scale": dict(decay_mult=0.0),
-        },
-    ),
-    clip_grad=dict(max_norm=5.0),
-)
+optim_wrapper = dict(optimizer=dict(lr=lr, weight_decay=weight_decay))  # AdamW, fp32: see _base_
 param_scheduler = [
     dict(type="LinearLR", start_factor=1e-3, by_epoch=False, begin=0, end=warmup_iters),
     dict(type="CosineAnnealingLR", eta_min=min_lr, by_epoch=False, begin=warmup_iters, end=max_iters),
 ]
-train_cfg = dict(type="ImageTextTrainLoop", max_iters=max_iters, val_interval=val_interval)
-
-default_hooks = dict(
-    timer=dict(type="IterTimerHook"),
-    logger=dict(type="LoggerHook", interval=50, log_metric_by_epoch=False),
-    param_scheduler=dict(type="ParamSchedulerHook"),
-    checkpoint=dict(
-        type="CheckpointHook", by_epoch=False, interval=checkpoint_interval, save_last=True, max_keep_ckpts=3
-    ),
-    sampler_seed=dict(type="DistSamplerSeedHook"),
-    visualization=dict(type="SegVisualizationHook", draw=False, interval=1),  # `mim test --show-dir`
-)
-custom_hooks = [
-    dict(type="SkippedSamplesHook", interval=50),  # corrupt samples skipped, in the training log
-    dict(type="DatasetMetaHook"),  # val class names -> model
-]
-log_processor = dict(by_epoch=False)
-log_level = "INFO"
-
-# SyncBN for the projection heads' BatchNorm, on GPUs (NCCL) and on CPUs (gloo) alike.
-model_wrapper_cfg = dict(
-    type="GroupViTDistributedDataParallel",
-    sync_bn=True,
-    find_unused_parameters=False,
-)
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
-    dist_cfg=dict(backend="nccl"),  # tools/train.py uses gloo on CPU-only machines
-)
+train_cfg = dict(max_iters=max_iters, val_interval=val_interval)
+default_hooks = dict(checkpoint=dict(interval=checkpoint_interval))
 randomness = dict(seed=1)  # the shipped run: the best of seeds 0-3 on a tuning split, see README
-vis_backends = [dict(type="LocalVisBackend")]
-visualizer = dict(type="SegLocalVisualizer", vis_backends=vis_backends, name="visualizer")
-load_from = None
-resume = False
