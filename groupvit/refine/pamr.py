@@ -33,14 +33,6 @@ def neighbour_offsets(dilations: Sequence[int]) -> list[tuple[int, int]]:
     return [(d * dy, d * dx) for d in dilations for dy, dx in _RING]
 
 
-def _shifted(padded: Tensor, offsets: Sequence[tuple[int, int]], pad: int, size: tuple[int, int]) -> Tensor:
-    """[B, C, H + 2p, W + 2p] -> [B, C, J, H, W]: the value at ``i + offset`` for every offset."""
-    height, width = size
-    return torch.stack(
-        [padded[:, :, pad + dy : pad + dy + height, pad + dx : pad + dx + width] for dy, dx in offsets], dim=2
-    )
-
-
 def pamr_affinity(
     images: Tensor, dilations: Sequence[int] = (1, 2, 4, 8, 12, 24), lam: float = 0.1, eps: float = 1e-8
 ) -> Tensor:
@@ -57,12 +49,25 @@ def pamr_affinity(
     """
     offsets = neighbour_offsets(dilations)
     pad = max(dilations)
-    size = (images.shape[-2], images.shape[-1])
+    height, width = images.shape[-2:]
     padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")
-    neighbours = _shifted(padded, offsets, pad, size)  # [B, 3, J, H, W]
-    local = torch.cat([images[:, :, None], neighbours], dim=2)
-    sigma = local.std(dim=2, keepdim=True)  # [B, 3, 1, H, W]
-    distance = -((images[:, :, None] - neighbours).abs() / (lam * sigma + eps)).mean(dim=1)  # [B, J, H, W]
+
+    def neighbour(
+        dy: int, dx: int
+    ) -> Tensor:  # [B, 3, H, W], one alive at a time (a 5-D stack is J x larger)
+        return padded[:, :, pad + dy : pad + dy + height, pad + dx : pad + dx + width]
+
+    # std over the pixel and its J neighbours from running sums (unbiased, as Tensor.std)
+    total, squares = images.clone(), images.square()
+    for dy, dx in offsets:
+        total += neighbour(dy, dx)
+        squares += neighbour(dy, dx).square()
+    count = len(offsets) + 1
+    sigma = ((squares - total.square() / count) / (count - 1)).clamp(min=0).sqrt()  # [B, 3, H, W]
+    scale = lam * sigma + eps
+    distance = torch.stack(
+        [-((images - neighbour(dy, dx)).abs() / scale).mean(dim=1) for dy, dx in offsets], dim=1
+    )  # [B, J, H, W]
     return distance.softmax(dim=1)
 
 
