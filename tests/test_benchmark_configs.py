@@ -90,6 +90,7 @@ def test_segmentor_scores_the_class_file_words(tmp_path: Path) -> None:
         MODELS.build({**cfg, "test_cfg": dict(mode="whole", scales=(0,))})
 
 
+@pytest.mark.slow
 def test_eval_all_names_each_missing_data_root(tmp_path: Path) -> None:
     checkpoint = tmp_path / "model.pth"
     checkpoint.write_bytes(b"not read: no config has its data")

@@ -171,6 +171,7 @@ def test_views_and_their_inverse() -> None:
     assert torch.equal(undo_view(apply_view(images, View(1.0, True)), View(1.0, True), (10, 20)), images)
 
 
+@pytest.mark.slow
 def test_flip_and_scales_average_the_views(model, tokenizer, images) -> None:
     plain = _segmenter(model, tokenizer)
     tta = _segmenter(model, tokenizer, refine=RefineConfig(scales=(1.0, 0.5), flip=True))
@@ -186,6 +187,7 @@ def test_flip_and_scales_average_the_views(model, tokenizer, images) -> None:
     assert not tta.single_pass((64, 96)) and plain.single_pass((64, 96))
 
 
+@pytest.mark.slow
 def test_all_refinements_together_keep_predict_labels_exact(model, tokenizer, images) -> None:
     refine = RefineConfig(
         pamr_iterations=3, pamr_dilations=(1, 2), soft_groups=True, scales=(1.0, 0.75), flip=True
