@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from groupvit.errors import InputError
+
 
 @dataclass
 class VisionConfig:
@@ -96,6 +98,40 @@ class InferenceConfig:
         thresholds_ok = all(0.0 <= t <= 1.0 for t in (self.bg_thresh, self.phrase_bg_thresh))
         if self.short_side < 1 or not thresholds_ok or not -1.0 <= self.min_similarity <= 1.0:
             raise ValueError(f"inference needs short_side >= 1 and thresholds in [0, 1], got {self}")
+
+
+@dataclass
+class RefineConfig:
+    """Test-time refinements on top of the zero-shot protocol (docs/refinements.md has each one's
+    measured gain). The defaults turn every one off, so the paper's protocol is exact."""
+
+    # pixel-adaptive mask refinement: iterations of propagating the scores to colour-similar
+    # neighbours (0: off; TCL and NACLIP use 10)
+    pamr_iterations: int = 0
+    pamr_dilations: tuple[int, ...] = (1, 2, 4, 8, 12, 24)  # neighbour rings, pixels apart
+    # a pixel's scores mix every final group's row by its soft assignment to them (False: the
+    # row of its argmax group, the paper)
+    soft_groups: bool = False
+    scales: tuple[float, ...] = (1.0,)  # test-time scales of the input (the scores are averaged)
+    flip: bool = False  # also score the horizontally flipped input of every scale
+
+    def __post_init__(self) -> None:
+        self.pamr_dilations = tuple(int(d) for d in self.pamr_dilations)
+        self.scales = tuple(float(s) for s in self.scales)
+        if isinstance(self.pamr_iterations, bool) or not isinstance(self.pamr_iterations, int):
+            raise InputError(f"pamr_iterations must be an int >= 0, got {self.pamr_iterations!r}")
+        if self.pamr_iterations < 0 or not self.pamr_dilations or min(self.pamr_dilations) < 1:
+            raise InputError(
+                f"refine needs pamr_iterations >= 0 and dilations >= 1, got {self.pamr_iterations} "
+                f"and {self.pamr_dilations}"
+            )
+        if not self.scales or min(self.scales) <= 0:
+            raise InputError(f"refine scales must be positive, got {self.scales}")
+
+    @property
+    def is_identity(self) -> bool:
+        """Whether every refinement is off (the paper's protocol)."""
+        return self == RefineConfig()
 
 
 @dataclass

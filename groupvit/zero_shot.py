@@ -31,8 +31,20 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from groupvit.config import RefineConfig
 from groupvit.errors import InputError
-from groupvit.sliding_window import Box, average_windows, check_windows, pair, resize_scores, window_grid
+from groupvit.refine.pamr import pamr
+from groupvit.refine.soft_groups import mix_scores, pixel_group_weights
+from groupvit.refine.synonyms import synonym_embeddings
+from groupvit.refine.tta import View, apply_view, tta_views, undo_view, view_size
+from groupvit.sliding_window import (
+    Box,
+    average_windows,
+    check_windows,
+    pair,
+    resize_scores,
+    window_grid,
+)
 from groupvit.templates import get_templates
 from groupvit.zero_shot_functional import (
     active_channels,
@@ -89,6 +101,10 @@ class ZeroShotSegmenter:
         mode: ``"whole"`` (one forward per image) or ``"slide"`` (sliding windows).
         window: sliding window size, int or (h, w).
         stride: sliding window stride, int or (h, w), at most ``window``.
+        synonyms: K lists of the texts of each class (a class file's ``name: syn1, syn2``, see
+            :mod:`groupvit.class_file`), averaged into its embedding; None: each class's name.
+        refine: test-time refinements (PAMR, soft groups, scales and flip); None: all off, the
+            paper's protocol.
     """
 
     def __init__(
@@ -103,6 +119,8 @@ class ZeroShotSegmenter:
         mode: str = "whole",
         window: int | tuple[int, int] = 448,
         stride: int | tuple[int, int] = 224,
+        synonyms: Sequence[Sequence[str]] | None = None,
+        refine: RefineConfig | None = None,
     ) -> None:
         if not 0.0 <= bg_thresh <= 1.0:
             raise InputError(f"bg_thresh must be in [0, 1], got {bg_thresh}")
@@ -120,6 +138,10 @@ class ZeroShotSegmenter:
                 "pass the foreground classes only (e.g. VOC_CLASSES[1:])"
             )
         self._templates = tuple(get_templates(templates))
+        self._synonyms = None if synonyms is None else _check_synonyms(synonyms, len(self._class_names))
+        self.refine = RefineConfig() if refine is None else refine
+        if not isinstance(self.refine, RefineConfig):
+            raise TypeError(f"refine must be a groupvit.config.RefineConfig, got {type(refine).__name__}")
         self.background, self.bg_thresh, self.top_k, self.mode = background, float(bg_thresh), top_k, mode
         self._tokenizer = tokenizer
         self._cache: tuple[tuple, Tensor] | None = None
@@ -173,8 +195,10 @@ class ZeroShotSegmenter:
         device, dtype = device_dtype(self.model)
         key = (device, dtype, tuple((id(p), _version(p)) for p in self.model.parameters()))
         if self._cache is None or self._cache[0] != key:
-            embeds = build_class_embeddings(
-                self.model, self.tokenizer, self._class_names, self._templates, device
+            embeds = (
+                build_class_embeddings(self.model, self.tokenizer, self._class_names, self._templates, device)
+                if self._synonyms is None
+                else synonym_embeddings(self.model, self.tokenizer, self._synonyms, self._templates, device)
             )
             self._cache = (key, embeds.to(dtype))
         return self._cache[1]
@@ -201,7 +225,7 @@ class ZeroShotSegmenter:
         if images.shape[0] == 0:
             scores = images.new_zeros(0, self.num_classes, *size)
             return SegmentationResult(scores=scores, labels=scores.argmax(dim=1))
-        scores = self._assemble(self._passes(images), size, channels=None)
+        scores = self._refined(images, self._view_passes(images), channels=None)
         return SegmentationResult(scores=scores, labels=scores.argmax(dim=1))
 
     @torch.no_grad()
@@ -251,9 +275,9 @@ class ZeroShotSegmenter:
         out_size = size if output_size is None else pair(output_size, "output_size")
         if images.shape[0] == 0:
             return torch.zeros(0, *out_size, dtype=torch.long, device=images.device)
-        passes = self._passes(images)
-        channels = active_channels([rows for _, rows, _ in passes])
-        scores = resize_scores(self._assemble(passes, size, channels), out_size)
+        views = self._view_passes(images)
+        channels = active_channels([rows for _, passes in views for _, rows, _ in passes])
+        scores = resize_scores(self._refined(images, views, channels), out_size)
         return channels[scores.argmax(dim=1)]
 
     @torch.no_grad()
@@ -308,18 +332,23 @@ class ZeroShotSegmenter:
             for group_map in stage_group_maps(features.assignments)
         )
         if self.single_pass(size):  # the windows' one pass is this whole-image pass
-            passes = [
-                ((0, size[0], 0, size[1]), self._group_scores(features), pixel_group_ids(features, size))
+            box = (0, size[0], 0, size[1])
+            views = [
+                (View(1.0, False), [(box, self._group_scores(features), self._pixel_groups(features, size))])
             ]
-        else:
-            passes = self._passes(images)
-        channels = active_channels([rows for _, rows, _ in passes])
-        labels = channels[resize_scores(self._assemble(passes, size, channels), out_size).argmax(dim=1)]
+        else:  # windows or test-time views: predict_labels' own passes
+            views = self._view_passes(images)
+        channels = active_channels([rows for _, passes in views for _, rows, _ in passes])
+        labels = channels[resize_scores(self._refined(images, views, channels), out_size).argmax(dim=1)]
         return GroupedPrediction(labels=labels, group_maps=groups, features=features)
 
     def single_pass(self, size: tuple[int, int]) -> bool:
         """Whether :meth:`predict` scores an image of ``size`` (H, W) with one forward pass over the
-        whole image (``mode="whole"``, or a single sliding window that covers it)."""
+        whole image (``mode="whole"``, or a single sliding window that covers it) and no test-time
+        augmentation or PAMR."""
+        refine = self.refine
+        if refine.scales != (1.0,) or refine.flip or refine.pamr_iterations:
+            return False
         return self.mode == "whole" or len(window_grid(size, self.window, self.stride)) == 1
 
     @torch.no_grad()
@@ -329,7 +358,7 @@ class ZeroShotSegmenter:
         For a caller that needs the features too: when :meth:`single_pass` holds, these are
         :meth:`predict`'s scores, without a second forward pass.
         """
-        return gather_scores(self._group_scores(features), pixel_group_ids(features, size))
+        return self._pixel_scores(self._group_scores(features), self._pixel_groups(features, size), None)
 
     def _group_scores(self, features: SegmentationFeatures) -> Tensor:
         """Score row [B, G, C] of every final group of one forward pass."""
@@ -342,9 +371,45 @@ class ZeroShotSegmenter:
             top_k=self.top_k,
         )
 
+    def _pixel_groups(self, features: SegmentationFeatures, size: tuple[int, int]) -> Tensor:
+        """Each pixel's group: ids [B, H, W], or with ``refine.soft_groups`` weights [B, G, H, W]."""
+        if self.refine.soft_groups:
+            return pixel_group_weights(features, size)
+        return pixel_group_ids(features, size)
+
+    def _pixel_scores(self, rows: Tensor, pixel_groups: Tensor, channels: Tensor | None) -> Tensor:
+        """Score maps [B, M, H, W] from group rows [B, G, C] and :meth:`_pixel_groups`."""
+        if self.refine.soft_groups:
+            return mix_scores(rows, pixel_groups, channels)
+        return gather_scores(rows, pixel_groups, channels)
+
+    def _view_passes(self, images: Tensor) -> list[tuple[View, list[tuple[Box, Tensor, Tensor]]]]:
+        """The passes of every test-time view (one identity view without augmentation)."""
+        views = tta_views(self.refine.scales, self.refine.flip)
+        return [(view, self._passes(apply_view(images, view))) for view in views]
+
+    def _refined(
+        self,
+        images: Tensor,
+        views: list[tuple[View, list[tuple[Box, Tensor, Tensor]]]],
+        channels: Tensor | None,
+    ) -> Tensor:
+        """Score maps [B, M, H, W] at the input size: each view's maps back on the input's pixels,
+        averaged over the views, then PAMR on the input's colours (each when its option is on)."""
+        size = (images.shape[-2], images.shape[-1])
+        total: Tensor | None = None
+        for view, passes in views:
+            scores = undo_view(self._assemble(passes, view_size(size, view), channels), view, size)
+            total = scores if total is None else total.add_(scores)
+        if total is None:
+            raise ValueError("no test-time views")
+        if len(views) > 1:
+            total = total.div_(len(views))
+        return pamr(images, total, self.refine.pamr_iterations, self.refine.pamr_dilations)
+
     def _passes(self, images: Tensor) -> list[tuple[Box, Tensor, Tensor]]:
         """One forward pass per window (the whole image in whole mode), kept small:
-        ``(box, rows [B, G, C], group_ids [B, h, w])``, so the channels are chosen after all passes."""
+        ``(box, rows [B, G, C], pixel groups)``, so the channels are chosen after all passes."""
         height, width = images.shape[-2:]
         boxes = (
             [(0, height, 0, width)]
@@ -354,8 +419,8 @@ class ZeroShotSegmenter:
         passes = []
         for y0, y1, x0, x1 in boxes:
             features = self.model.forward_segmentation(images[:, :, y0:y1, x0:x1])
-            group_ids = pixel_group_ids(features, (y1 - y0, x1 - x0))
-            passes.append(((y0, y1, x0, x1), self._group_scores(features), group_ids))
+            pixel_groups = self._pixel_groups(features, (y1 - y0, x1 - x0))
+            passes.append(((y0, y1, x0, x1), self._group_scores(features), pixel_groups))
         return passes
 
     def _assemble(
@@ -364,10 +429,10 @@ class ZeroShotSegmenter:
         """Score maps [B, M, H, W] of ``channels`` (all C when None) from the passes; sliding
         windows are averaged where they overlap, one window's maps alive at a time."""
         if self.mode == "whole":
-            ((_, rows, group_ids),) = passes
-            return gather_scores(rows, group_ids, channels)
+            ((_, rows, pixel_groups),) = passes
+            return self._pixel_scores(rows, pixel_groups, channels)
         return average_windows(
-            ((box, gather_scores(rows, group_ids, channels)) for box, rows, group_ids in passes), size
+            ((box, self._pixel_scores(rows, groups, channels)) for box, rows, groups in passes), size
         )
 
     def _prepare(self, images: Tensor) -> Tensor:
@@ -377,7 +442,10 @@ class ZeroShotSegmenter:
         return (
             f"ZeroShotSegmenter(num_classes={len(self._class_names)}, templates={len(self._templates)}, "
             f"background={self.background}, bg_thresh={self.bg_thresh}, top_k={self.top_k}, mode={self.mode!r}, "
-            f"window={self.window}, stride={self.stride})"
+            f"window={self.window}, stride={self.stride}"
+            + ("" if self._synonyms is None else f", synonyms={sum(map(len, self._synonyms))}")
+            + ("" if self.refine.is_identity else f", refine={self.refine}")
+            + ")"
         )
 
 
@@ -414,3 +482,21 @@ def _check_class_names(class_names: Sequence[str]) -> tuple[str, ...]:
             "keep one of each"
         )
     return names
+
+
+def _check_synonyms(synonyms: Sequence[Sequence[str]], num_classes: int) -> tuple[tuple[str, ...], ...]:
+    """K non-empty tuples of non-blank strings, one per class."""
+    if isinstance(synonyms, str) or not isinstance(synonyms, Sequence):
+        raise TypeError(f"synonyms must be a list of lists of str, got {type(synonyms).__name__}")
+    if len(synonyms) != num_classes:
+        raise InputError(
+            f"synonyms has {len(synonyms)} lists for {num_classes} class names: give one per class"
+        )
+    checked = []
+    for index, texts in enumerate(synonyms):
+        if isinstance(texts, str) or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise InputError(
+                f"synonyms of class {index} must be a non-empty list of non-blank str, got {texts!r}"
+            )
+        checked.append(tuple(texts))
+    return tuple(checked)

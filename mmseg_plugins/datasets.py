@@ -13,7 +13,9 @@ import os.path as osp
 
 import torch
 from mmseg.datasets import (
+    ADE20KDataset,
     BaseSegDataset,
+    CityscapesDataset,
     COCOStuffDataset,
     PascalContextDataset,
     PascalContextDataset59,
@@ -29,6 +31,10 @@ __all__ = [
     "CheckedPascalContextDataset",
     "CheckedPascalContextDataset59",
     "CheckedPascalVOCDataset",
+    "CheckedPascalVOC20Dataset",
+    "CheckedCOCOStuffDataset",
+    "CheckedCityscapesDataset",
+    "CheckedADE20KDataset",
     "CheckedSegDataset",
     "check_label_map",
 ]
@@ -193,3 +199,30 @@ class CheckedSegDataset(_LabelCheckMixin, _PathCheckMixin, BaseSegDataset):
                 "see configs/groupvit/groupvit_s_custom.py."
             )
         super().__init__(metainfo=metainfo, **kwargs)
+
+
+@DATASETS.register_module()
+class CheckedPascalVOC20Dataset(_LabelCheckMixin, _PathCheckMixin, PascalVOCDataset):
+    """PASCAL VOC 2012 without background (VOC20): label 0 ignored, ``i`` -> ``classes[i - 1]`` (reduce_zero_label)."""
+
+    METAINFO = dict(
+        classes=PascalVOCDataset.METAINFO["classes"][1:], palette=PascalVOCDataset.METAINFO["palette"][1:]
+    )
+
+    def __init__(self, reduce_zero_label: bool = True, **kwargs) -> None:
+        super().__init__(reduce_zero_label=reduce_zero_label, **kwargs)
+
+
+@DATASETS.register_module()
+class CheckedCOCOStuffDataset(_LabelCheckMixin, _PathCheckMixin, COCOStuffDataset):
+    """COCO-Stuff 164k, 171 classes (label maps ``*_labelTrainIds.png``): mmseg's ``COCOStuffDataset``, path-checked."""
+
+
+@DATASETS.register_module()
+class CheckedCityscapesDataset(_LabelCheckMixin, _PathCheckMixin, CityscapesDataset):
+    """Cityscapes, 19 train ids: mmseg's ``CityscapesDataset``, path-checked."""
+
+
+@DATASETS.register_module()
+class CheckedADE20KDataset(_LabelCheckMixin, _PathCheckMixin, ADE20KDataset):
+    """ADE20K, 150 classes (0 = 'other', ignored): mmseg's ``ADE20KDataset``, path-checked."""

@@ -14,6 +14,7 @@ resizing of the scores) lives in :mod:`groupvit.zero_shot`; this module only
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -29,7 +30,9 @@ from mmseg.structures import SegDataSample
 from torch import Tensor
 
 import groupvit
+from groupvit.class_file import read_class_file
 from groupvit.class_names import DATASET_BG_THRESH, DATASET_CLASS_RENAMES
+from groupvit.config import RefineConfig
 from groupvit.errors import InputError
 from groupvit.sliding_window import resize_scores
 from groupvit.zero_shot import ZeroShotSegmenter
@@ -60,12 +63,17 @@ class GroupViTSegmentor(BaseSegmentor):
             ``config.inference.bg_thresh``.
         class_renames: dataset name -> name fed to the text encoder, e.g. ``{"tvmonitor": "monitor"}``;
             None: the benchmark's ``DATASET_CLASS_RENAMES`` (none without a benchmark).
+        class_file: a class file (:mod:`groupvit.class_file`, ``name: syn1, syn2`` per line, label order)
+            whose texts replace the class names; with ``background=False`` its label-0 line (say
+            ``background: sky, wall``) is scored as a text class instead of by the threshold.
         templates: prompt template set (``"simple"``, ``"subset"``, ``"imagenet"``) or a list of templates.
         background: label 0 is background, scored by thresholding (not by a text embedding).
         bg_thresh: background threshold; None: the benchmark's ``DATASET_BG_THRESH`` (0.95 VOC /
             COCO-Object, 0.35 PASCAL Context in the paper), else the preset's ``config.inference``.
         top_k: image-level classes kept per image.
-        test_cfg: ``dict(mode="whole")`` or ``dict(mode="slide", crop_size=(h, w), stride=(h, w))``.
+        test_cfg: ``dict(mode="whole")`` or ``dict(mode="slide", crop_size=(h, w), stride=(h, w))``, plus
+            any :class:`groupvit.config.RefineConfig` field (``pamr_iterations``, ``pamr_dilations``,
+            ``soft_groups``, ``scales``, ``flip``): test-time refinements, all off when absent.
         data_preprocessor: ``SegDataPreProcessor`` config (ImageNet mean / std, RGB).
     """
 
@@ -77,6 +85,7 @@ class GroupViTSegmentor(BaseSegmentor):
         class_names: Sequence[str] | None = None,
         benchmark: str | None = None,
         class_renames: Mapping[str, str] | None = None,
+        class_file: str | None = None,
         templates: str | Sequence[str] = "simple",
         background: bool = True,
         bg_thresh: float | None = None,
@@ -100,6 +109,7 @@ class GroupViTSegmentor(BaseSegmentor):
             bg_thresh = DATASET_BG_THRESH[benchmark] if benchmark else self.model.config.inference.bg_thresh
         self.benchmark = benchmark
         self.class_renames = dict(class_renames)
+        self.class_file = class_file
         self.templates = templates
         self.background = background
         self.bg_thresh = float(bg_thresh)
@@ -141,15 +151,36 @@ class GroupViTSegmentor(BaseSegmentor):
         names = tuple(self.class_renames.get(name, name) for name in names)
         return names[1:] if self.background else names
 
+    def text_synonyms(self) -> tuple[tuple[str, ...], ...] | None:
+        """The texts of each class from ``class_file`` (in :meth:`text_class_names` order), or None."""
+        if self.class_file is None:
+            return None
+        vocabulary = read_class_file(self.class_file)
+        labels = self.class_names or (self._dataset_meta or {}).get("classes")
+        if labels and len(labels) != len(vocabulary.names):
+            raise InputError(
+                f"class file {self.class_file} has {len(vocabulary.names)} classes, the dataset "
+                f"{len(labels)}: one line per label, in label order"
+            )
+        if self.background and len(vocabulary.synonyms[0]) > 1:
+            raise InputError(
+                f"class file {self.class_file} gives label 0 ({vocabulary.names[0]!r}) synonyms, which "
+                "score it as a text class: set model.background=False (or drop them to keep the threshold)"
+            )
+        return vocabulary.synonyms[1:] if self.background else vocabulary.synonyms
+
     @property
     def segmenter(self) -> ZeroShotSegmenter:
         """The ``groupvit`` zero-shot helper, built on first use (class embeddings are cached there)."""
         if self._segmenter is None:
             mode = self.test_cfg["mode"]
+            refine = {key: value for key, value in self.test_cfg.items() if key in _REFINE_KEYS}
             self._segmenter = ZeroShotSegmenter(
                 self.model,
                 self.text_class_names(),
                 templates=self.templates,
+                synonyms=self.text_synonyms(),
+                refine=RefineConfig(**refine),
                 background=self.background,
                 bg_thresh=self.bg_thresh,
                 top_k=self.top_k,
@@ -246,8 +277,18 @@ class DatasetMetaHook(Hook):
         model.dataset_meta = copy.deepcopy(meta)
 
 
+_REFINE_KEYS = frozenset(f.name for f in dataclasses.fields(RefineConfig))
+
+
 def _check_test_cfg(test_cfg: dict | None) -> dict:
     cfg = {"mode": "whole", **(test_cfg or {})}
+    unknown = set(cfg) - {"mode", "crop_size", "stride"} - _REFINE_KEYS
+    if unknown:
+        raise InputError(
+            f"unknown test_cfg keys {sorted(unknown)}: valid are mode, crop_size, stride and "
+            f"{', '.join(sorted(_REFINE_KEYS))}"
+        )
+    RefineConfig(**{key: value for key, value in cfg.items() if key in _REFINE_KEYS})  # checks the values
     if cfg["mode"] not in ("whole", "slide"):
         raise ValueError(f"test_cfg.mode must be 'whole' or 'slide', got {cfg['mode']!r}")
     if cfg["mode"] == "slide" and not {"crop_size", "stride"} <= cfg.keys():

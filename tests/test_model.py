@@ -205,7 +205,10 @@ def test_get_tokenizer() -> None:
     tokens = get_tokenizer()(["a photo of a cat."])
     assert tokens.shape == (1, 77) and tokens.dtype == torch.long
     # CLIP BPE: start, "a photo of a cat ." (a, photo, of, a, cat, .: 6 tokens), end, then zeros
-    assert tokens[0, :8].tolist() == [49406, 320, 1125, 539, 320, 2368, 269, 49407] and int(tokens[0, 8:].sum()) == 0
+    assert (
+        tokens[0, :8].tolist() == [49406, 320, 1125, 539, 320, 2368, 269, 49407]
+        and int(tokens[0, 8:].sum()) == 0
+    )
 
 
 def test_encode_image_with_assignments_matches_encode_image() -> None:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from test_zero_shot import FakeGroupViT
 
+from groupvit.config import RefineConfig
 from groupvit.errors import InputError
 from groupvit.zero_shot import ZeroShotSegmenter
 from groupvit.zero_shot_functional import resize_group_ids, stage_group_maps
@@ -48,6 +49,24 @@ def test_predict_with_groups_is_predict_labels_and_group_maps(mode: str, size: t
         assert passes[0] == (2, 3, *size) and len(passes) == 1 + 2 * 4  # 2 x 4 windows of 32, stride 16
     without_size = seg.predict_with_groups(images)
     assert all(torch.equal(a, b) for a, b in zip(without_size.group_maps, seg.group_maps(images)))
+
+
+@pytest.mark.parametrize(
+    "refine",
+    [
+        RefineConfig(soft_groups=True),
+        RefineConfig(scales=(0.75, 1.0), flip=True),
+        RefineConfig(pamr_iterations=2, soft_groups=True),
+    ],
+)
+def test_predict_with_groups_applies_the_refinements(refine: RefineConfig) -> None:
+    """Soft groups, test-time views and PAMR change predict_with_groups' labels as predict_labels'."""
+    torch.manual_seed(1)
+    model = FakeGroupViT().eval()
+    seg = ZeroShotSegmenter(model, CLASSES, _tokenizer, bg_thresh=0.3, top_k=2, mode="whole", refine=refine)
+    images = torch.randn(2, 3, 48, 64)
+    got = seg.predict_with_groups(images, output_size=(50, 60))
+    assert torch.equal(got.labels, seg.predict_labels(images, output_size=(50, 60)))
 
 
 def test_predict_with_groups_needs_an_image() -> None:

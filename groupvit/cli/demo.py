@@ -26,11 +26,13 @@ from tqdm import tqdm
 
 import groupvit
 from groupvit import preprocess as preprocess_module
+from groupvit.class_file import read_class_file
 from groupvit.class_names import DATASET_BG_THRESH
 from groupvit.cli.args import unit_interval
 from groupvit.cli.models import load_model
 from groupvit.cli.records import summary_record
 from groupvit.cli.vocabulary import CLASS_LISTS, build_class_names
+from groupvit.config import RefineConfig
 from groupvit.errors import InputError, report_input_errors
 from groupvit.preprocess import (
     DECODE_ERRORS,
@@ -112,6 +114,17 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "groupvit-demo") -
         "--mode", choices=("slide", "whole"), default="slide", help="prediction inference mode"
     )
     parser.add_argument(
+        "--class-file",
+        type=Path,
+        help="class file, one class per line ('name: syn1, syn2'); a first line 'background: sky, "
+        "wall' scores background as a text class (no threshold); instead of --vocab / --dataset",
+    )
+    refine = parser.add_argument_group("test-time refinements (docs/refinements.md; all off by default)")
+    refine.add_argument("--pamr", type=int, default=0, metavar="T", help="PAMR iterations (TCL: 10)")
+    refine.add_argument("--soft-groups", action="store_true", help="pixels mix the rows of all groups")
+    refine.add_argument("--scales", type=float, nargs="+", default=[1.0], help="test-time scales")
+    refine.add_argument("--flip", action="store_true", help="also score the flipped image")
+    parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda"
     )
     args = parser.parse_args(argv)
@@ -125,8 +138,16 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "groupvit-demo") -
         parser.error(f"--device {args.device}: not a device (use cpu or cuda)")
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: CUDA is not available here (use --device cpu)")
-    if args.vocab is None and args.dataset is None:
-        parser.error("give a vocabulary with --vocab and/or a class list with --dataset")
+    if args.class_file is not None and (args.vocab is not None or args.dataset is not None):
+        parser.error("--class-file is the whole vocabulary: leave out --vocab and --dataset")
+    if args.vocab is None and args.dataset is None and args.class_file is None:
+        parser.error("give a vocabulary with --vocab and/or a class list with --dataset, or a --class-file")
+    try:
+        args.refine = RefineConfig(
+            pamr_iterations=args.pamr, soft_groups=args.soft_groups, scales=args.scales, flip=args.flip
+        )
+    except InputError as e:
+        parser.error(str(e))
     if args.bg_thresh is not None and args.no_background:
         parser.error("--bg-thresh has no effect with --no-background")
     if args.model is None and args.random_init:
@@ -140,13 +161,35 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "groupvit-demo") -
     if blocker is not None:
         where = "" if blocker == args.out else f": {blocker}"
         parser.error(f"--out {args.out}{where} is a file, not a folder")
+    args.synonyms, args.text_background = None, False
     try:
-        args.class_names = build_class_names(args.vocab, args.dataset, background=not args.no_background)
+        if args.class_file is None:
+            args.class_names = build_class_names(args.vocab, args.dataset, background=not args.no_background)
+        else:
+            file_vocabulary(args)
     except InputError as e:
         parser.error(str(e))
     if args.checkpoint is not None and not checkpoint_reachable(args.checkpoint):
         parser.error(f"checkpoint not found: {args.checkpoint}")
     return args
+
+
+def file_vocabulary(args: argparse.Namespace) -> None:
+    """``args.class_names`` (label order, background first unless ``--no-background``), ``args.synonyms``
+    (the texts of the classes the segmenter scores) and ``args.text_background`` from ``--class-file``."""
+    vocabulary = read_class_file(args.class_file)
+    names, synonyms = list(vocabulary.names), list(vocabulary.synonyms)
+    if names[0].strip().lower() != "background":
+        names, synonyms = ["background", *names], [("background",), *synonyms]
+    args.text_background = len(synonyms[0]) > 1
+    if args.text_background and args.no_background:
+        raise InputError(f"{args.class_file} gives background synonyms: drop them or --no-background")
+    if args.text_background and args.bg_thresh is not None:
+        raise InputError(f"{args.class_file} scores background by its synonyms: --bg-thresh has no effect")
+    if args.no_background:
+        names, synonyms = names[1:], synonyms[1:]
+    args.class_names = names
+    args.synonyms = synonyms if args.text_background or args.no_background else synonyms[1:]
 
 
 def first_non_folder(path: Path) -> Path | None:
@@ -234,7 +277,7 @@ def build_segmenter(args: argparse.Namespace) -> tuple[groupvit.ZeroShotSegmente
     check_short_side(args.short_side, name)
     inference = model.config.inference
     short_side = args.short_side or inference.short_side
-    has_bg = not args.no_background
+    has_bg = not args.no_background and not args.text_background
     bg_thresh = args.bg_thresh
     if bg_thresh is None:
         bg_thresh = BG_THRESH.get(args.dataset, inference.bg_thresh)
@@ -247,6 +290,8 @@ def build_segmenter(args: argparse.Namespace) -> tuple[groupvit.ZeroShotSegmente
         model,
         args.class_names[1:] if has_bg else args.class_names,
         templates=args.templates,
+        synonyms=args.synonyms,
+        refine=args.refine,
         background=has_bg,
         bg_thresh=bg_thresh,
         mode=args.mode,

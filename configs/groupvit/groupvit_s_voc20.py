@@ -1,0 +1,14 @@
+# GroupViT-S, zero-shot semantic segmentation on PASCAL VOC 2012 val without background (VOC20:
+# 20 classes, background pixels ignored).
+# Not a paper setting: one of the extra benchmarks of the open-vocabulary projects (TCL, NACLIP).
+# The words fed to the text encoder: configs/class_names/voc20.txt (label order).
+#   mim test mmseg configs/groupvit/groupvit_s_voc20.py --checkpoint group_vit_gcc_yfcc_30e-879422e0.pth
+_base_ = [
+    "../_base_/models/groupvit_segmentor.py",
+    "../_base_/datasets/pascal_voc12_20.py",
+    "../_base_/default_runtime.py",
+]
+model = dict(
+    class_file="{{ fileDirname }}/../class_names/voc20.txt",
+    background=False,  # every label is a class: no background channel
+)
