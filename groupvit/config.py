@@ -20,6 +20,9 @@ class VisionConfig:
 
     image_size: int = 224  # training resolution; fixes the stored pos-embed grid (image_size // patch_size)
     patch_size: int = 16  # square patch (conv kernel and stride)
+    # "patch": one strided conv per patch (ViT, the released models); "conv": 3x3 stride-2 convs with
+    # BatchNorm and ReLU down to the same grid (Xiao et al. 2021; patch_size a power of two)
+    stem: str = "patch"
     in_chans: int = 3  # input channels
     width: int = 384  # token width shared by every stage
     depths: tuple[int, ...] = (6, 3, 3)  # transformer blocks per stage
@@ -57,6 +60,8 @@ class VisionConfig:
                 f"num_output_groups {self.num_output_groups} needs one entry per stage with group tokens "
                 f"({grouping_stages} in num_group_tokens {self.num_group_tokens})"
             )
+        if self.stem not in ("patch", "conv"):
+            raise ValueError(f"stem must be 'patch' or 'conv', got {self.stem!r}")
         if any(self.width % h for h in self.num_heads):
             raise ValueError(f"width {self.width} must be divisible by every num_heads {self.num_heads}")
 

@@ -188,3 +188,29 @@ def test_make_synthetic_data_smallest_values(tmp_path: Path) -> None:
 def test_render_sizes(size: int) -> None:
     image, mask, _ = render_scene(np.random.default_rng(1), size)
     assert image.size == (size, size) and mask.shape == (size, size)
+
+
+def test_colour_cues_unchanged(tmp_path: Path) -> None:
+    """--cues colour (the default) draws exactly the scenes of the generator before --cues existed."""
+    import hashlib
+
+    out = tmp_path / "syn"
+    assert (
+        make_synthetic_data.main(["--out", str(out), "--num-train", "5", "--num-val", "3", "--seed", "5"])
+        == 0
+    )
+    pixels = hashlib.sha256()
+    for i in range(3):
+        for folder in ("img_dir", "ann_dir"):
+            pixels.update(np.asarray(Image.open(out / "val" / folder / "val" / f"{i:06d}.png")).tobytes())
+    # pinned from the generator at d988b15, which had no --cues
+    assert pixels.hexdigest() == "ed21cad0b29305da49b88f84d7a2ba052d9f9c5d47abe46bbcf8e3aba6bdc84b"
+    grounding = (out / "val" / "grounding.jsonl").read_text(encoding="utf-8")
+    assert hashlib.sha256(grounding.encode()).hexdigest() == (
+        "7967b6a77b3d57d84071c82a5b97a1a793edc402cceab24fae2e814c23d3f936"
+    )
+    captions = (out / "train" / "captions.jsonl").read_text(encoding="utf-8")
+    assert hashlib.sha256(captions.encode()).hexdigest() == (
+        "a10c31cade75a8f4fa92a2bbad308a6cbbe6dfbb04d4078012d52935f2f7627d"
+    )
+    assert "cues" not in json.loads((out / "meta.json").read_text())

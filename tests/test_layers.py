@@ -10,6 +10,7 @@ import torch
 from groupvit.layers import (
     AssignAttention,
     Attention,
+    ConvStem,
     CrossAttention,
     GroupingBlock,
     MixerMlp,
@@ -174,3 +175,43 @@ def test_resample_pos_embed() -> None:
     torch.testing.assert_close(resample_pos_embed(pos, (7, 30)), ref.permute(0, 2, 3, 1).reshape(1, 210, 8))
     with pytest.raises(ValueError, match="positions"):
         resample_pos_embed(pos, (7, 7), (10, 10))
+
+
+def test_conv_stem_tiles_like_the_patch_projection() -> None:
+    stem = ConvStem(patch_size=8, in_chans=3, embed_dim=16)
+    # three stride-2 convs (8 = 2 ** 3), widening to the token width
+    assert [m.out_channels for m in stem.convs if isinstance(m, torch.nn.Conv2d)] == [8, 8, 16]
+    tokens, grid = stem(torch.randn(2, 3, 64, 44))  # trailing pixels dropped, as PatchEmbed does
+    assert tokens.shape == (2, 8 * 5, 16) and grid == (8, 5)
+    # a token sees its patch's neighbourhood only (receptive field 1 + 2 + 4 + 8 = 15 px): the
+    # bottom-right patch does not reach the top-left token (eval: BatchNorm's running statistics)
+    stem.eval()
+    x = torch.randn(1, 3, 64, 64)
+    y = x.clone()
+    y[:, :, 56:, 56:] += 1.0
+    assert torch.equal(stem(x)[0][0, 0], stem(y)[0][0, 0]) and not torch.equal(stem(x)[0], stem(y)[0])
+    with pytest.raises(ValueError, match="a conv stem needs a power-of-two patch_size >= 2, got 6"):
+        ConvStem(patch_size=6, in_chans=3, embed_dim=16)
+    with pytest.raises(ValueError, match="smaller than one"):
+        stem(torch.randn(1, 3, 4, 64))
+
+
+def test_vision_config_stem() -> None:
+    from groupvit.config import VisionConfig
+    from groupvit.models.vision import GroupViTVisionTower
+
+    tower = GroupViTVisionTower(
+        VisionConfig(
+            image_size=32,
+            patch_size=8,
+            width=16,
+            stem="conv",
+            depths=(1,),
+            num_heads=(2,),
+            num_group_tokens=(4,),
+            num_output_groups=(4,),
+        )
+    )
+    assert isinstance(tower.patch_embed, ConvStem) and tower(torch.randn(2, 3, 32, 32)).shape == (2, 16)
+    with pytest.raises(ValueError, match="stem must be 'patch' or 'conv', got 'cnn'"):
+        VisionConfig(stem="cnn")

@@ -198,3 +198,22 @@ def test_short_run_on_own_captions_without_val_folder(tmp_path: Path, one_thread
     cfg.train_dataloader.dataset.data_root = str(tmp_path / "no_train")
     with pytest.raises(FileNotFoundError, match="no_train"):  # a missing train folder stays an error
         RUNNERS.build(cfg).train()
+
+
+def test_shape_config_is_the_colour_config_with_the_shape_data() -> None:
+    from groupvit.data.synthetic_shapes import SHAPE_CLASSES
+    from groupvit.factory import get_model_config
+
+    shapes = Config.fromfile(REPO / "configs" / "groupvit" / "groupvit_tiny_synthetic_shapes.py")
+    colour = Config.fromfile(REPO / "configs" / "groupvit" / "groupvit_tiny_synthetic.py")
+    assert tuple(shapes.val_dataloader.dataset.metainfo.classes) == SHAPE_CLASSES
+    assert shapes.train_dataloader.dataset.data_root == "data/shapes/train"
+    assert shapes.test_dataloader.dataset.data_root == "data/shapes/val"
+    assert shapes.model.model_name == "groupvit_tiny_synthetic_shapes" and shapes.model.group_multi_label
+    assert shapes.train_cfg == colour.train_cfg and shapes.optim_wrapper == colour.optim_wrapper
+    preset, base = (
+        get_model_config("groupvit_tiny_synthetic_shapes"),
+        get_model_config("groupvit_tiny_synthetic"),
+    )
+    assert preset.vision.stem == "conv" and base.vision.stem == "patch"
+    assert preset.to_dict()["vision"] | {"stem": "patch"} == base.to_dict()["vision"]

@@ -1,6 +1,7 @@
 """Write a small synthetic dataset for an end-to-end GroupViT run.
 
     python tools/make_synthetic_data.py --out data/synthetic --num-train 20000 --num-val 500
+    python tools/make_synthetic_data.py --out data/shapes --cues shape   # the class is the outline only
 
 Layout under --out:
 
@@ -27,6 +28,7 @@ import json
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -34,13 +36,19 @@ import numpy as np
 from PIL import Image
 
 from groupvit.cli.args import at_least
-from groupvit.data.synthetic import CLASSES, render_grounded_scene
+from groupvit.data.synthetic import CLASSES, GroundedScene, render_grounded_scene
+from groupvit.data.synthetic_shapes import SHAPE_CLASSES, render_shape_scene
 from groupvit.errors import report_input_errors
 
 _SPLIT_IDS = {"train": 0, "val": 1}
 # Scenes below 6 px do not render; at 16 px (two patches of the synthetic model) objects still
 # span a few pixels.
 MIN_SIZE = 16
+# --cues: what tells the categories apart -> (scene renderer, class list with background first)
+SCENES: dict[str, tuple[Callable[[np.random.Generator, int], GroundedScene], tuple[str, ...]]] = {
+    "colour": (render_grounded_scene, CLASSES),  # hue, texture and shape (the shipped demo data)
+    "shape": (render_shape_scene, SHAPE_CLASSES),  # the outline only
+}
 
 
 def palette(num_classes: int) -> list[list[int]]:
@@ -51,9 +59,9 @@ def palette(num_classes: int) -> list[list[int]]:
     return colours.tolist()
 
 
-def _render(split: str, index: int, seed: int, size: int) -> tuple[bytes, np.ndarray, str, list]:
+def _render(split: str, index: int, seed: int, size: int, cues: str) -> tuple[bytes, np.ndarray, str, list]:
     rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
-    scene = render_grounded_scene(rng, size)
+    scene = SCENES[cues][0](rng, size)
     buf = io.BytesIO()
     if split == "train":
         # 4:4:4 chroma: at 64 px, 4:2:0 subsampling would smear the colour cues
@@ -65,20 +73,20 @@ def _render(split: str, index: int, seed: int, size: int) -> tuple[bytes, np.nda
 
 
 def _render_chunk(
-    split: str, start: int, stop: int, seed: int, size: int
+    split: str, start: int, stop: int, seed: int, size: int, cues: str
 ) -> list[tuple[bytes, np.ndarray, str, list]]:
-    return [_render(split, i, seed, size) for i in range(start, stop)]
+    return [_render(split, i, seed, size, cues) for i in range(start, stop)]
 
 
-def _generate(split: str, num: int, seed: int, size: int, workers: int):
+def _generate(split: str, num: int, seed: int, size: int, workers: int, cues: str):
     """Yield (index, encoded image, mask, caption, phrases) in index order."""
     chunk = 500
     ranges = [(s, min(s + chunk, num)) for s in range(0, num, chunk)]
     if workers <= 1:
-        results = (_render_chunk(split, a, b, seed, size) for a, b in ranges)
+        results = (_render_chunk(split, a, b, seed, size, cues) for a, b in ranges)
     else:
         pool = ProcessPoolExecutor(workers)
-        results = pool.map(_render_chunk, *zip(*[(split, a, b, seed, size) for a, b in ranges]))
+        results = pool.map(_render_chunk, *zip(*[(split, a, b, seed, size, cues) for a, b in ranges]))
     index = 0
     for batch in results:
         for item in batch:
@@ -95,7 +103,9 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_train(out: Path, num: int, seed: int, size: int, shard_size: int, workers: int) -> str | None:
+def write_train(
+    out: Path, num: int, seed: int, size: int, shard_size: int, workers: int, cues: str = "colour"
+) -> str | None:
     """Write the folder (jsonl + csv) and the shards; return the shard brace pattern (None: no pairs)."""
     import csv
 
@@ -111,7 +121,7 @@ def write_train(out: Path, num: int, seed: int, size: int, shard_size: int, work
     ):
         writer = csv.writer(csv_file)
         writer.writerow(["image", "caption"])
-        for index, data, _, caption, _ in _generate("train", num, seed, size, workers):
+        for index, data, _, caption, _ in _generate("train", num, seed, size, workers, cues):
             key = f"{index:09d}"
             rel = f"images/{key}.jpg"
             (out / "train" / rel).write_bytes(data)
@@ -130,18 +140,18 @@ def write_train(out: Path, num: int, seed: int, size: int, shard_size: int, work
     return str(shard_dir / f"synthetic-{{000000..{num_shards - 1:06d}}}.tar")
 
 
-def write_val(out: Path, num: int, seed: int, size: int, workers: int) -> None:
+def write_val(out: Path, num: int, seed: int, size: int, workers: int, cues: str = "colour") -> None:
     img_dir = out / "val" / "img_dir" / "val"
     ann_dir = out / "val" / "ann_dir" / "val"
     img_dir.mkdir(parents=True, exist_ok=True)
     ann_dir.mkdir(parents=True, exist_ok=True)
     with open(out / "val" / "grounding.jsonl", "w", encoding="utf-8") as grounding:
-        for index, data, mask, caption, phrases in _generate("val", num, seed, size, workers):
+        for index, data, mask, caption, phrases in _generate("val", num, seed, size, workers, cues):
             (img_dir / f"{index:06d}.png").write_bytes(data)
             Image.fromarray(mask, mode="L").save(ann_dir / f"{index:06d}.png")
             record = {"image": f"img_dir/val/{index:06d}.png", "caption": caption, "phrases": phrases}
             grounding.write(json.dumps(record) + "\n")
-    (out / "val" / "classes.txt").write_text("\n".join(CLASSES) + "\n", encoding="utf-8")
+    (out / "val" / "classes.txt").write_text("\n".join(SCENES[cues][1]) + "\n", encoding="utf-8")
 
 
 @report_input_errors("make_synthetic_data.py")
@@ -161,17 +171,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=at_least(0), default=0, help="random seed (>= 0)")
     parser.add_argument("--shard-size", type=at_least(1), default=1000, help="samples per tar shard (>= 1)")
     parser.add_argument("--workers", type=at_least(1), default=1, help="rendering processes (>= 1)")
+    parser.add_argument(
+        "--cues",
+        choices=sorted(SCENES),
+        default="colour",
+        help="what tells the categories apart: colour (hue, texture and shape per category, the demo "
+        "data) or shape (the outline only; colour, texture, size and rotation drawn independently)",
+    )
     args = parser.parse_args(argv)
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out} is a file, not a folder")
 
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    pattern = write_train(args.out, args.num_train, args.seed, args.size, args.shard_size, args.workers)
-    write_val(args.out, args.num_val, args.seed, args.size, args.workers)
+    pattern = write_train(
+        args.out, args.num_train, args.seed, args.size, args.shard_size, args.workers, args.cues
+    )
+    write_val(args.out, args.num_val, args.seed, args.size, args.workers, args.cues)
+    classes = SCENES[args.cues][1]
     meta = {
-        "classes": list(CLASSES),
-        "palette": palette(len(CLASSES)),
+        "classes": list(classes),
+        "palette": palette(len(classes)),
         "size": args.size,
         "seed": args.seed,
         "num_train": args.num_train,
@@ -180,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         "train_index": str(args.out / "train" / "captions.jsonl"),
         "val_root": str(args.out / "val"),
     }
+    if args.cues != "colour":  # the colour data's meta.json stays as it was
+        meta["cues"] = args.cues
     (args.out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     val_meta = {"classes": meta["classes"], "palette": meta["palette"], "reduce_zero_label": False}
     (args.out / "val" / "meta.json").write_text(json.dumps(val_meta, indent=2) + "\n", encoding="utf-8")

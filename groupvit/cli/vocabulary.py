@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from groupvit.class_names import DATASET_CLASSES
 from groupvit.data import synthetic
+from groupvit.data.synthetic_shapes import SHAPE_CLASSES
 from groupvit.errors import InputError
 
 __all__ = ["CLASS_LISTS", "build_class_names"]
 
 # The benchmarks' class lists, plus the procedural scenes the synthetic model is trained on.
-CLASS_LISTS: dict[str, tuple[str, ...]] = {**DATASET_CLASSES, "synthetic": synthetic.CLASSES}
+CLASS_LISTS: dict[str, tuple[str, ...]] = {
+    **DATASET_CLASSES,
+    "synthetic": synthetic.CLASSES,
+    "synthetic_shapes": SHAPE_CLASSES,  # make_synthetic_data.py --cues shape
+}
 
 
 def build_class_names(vocab: str | None, dataset: str | None, background: bool = True) -> list[str]:

@@ -23,6 +23,7 @@ from PIL import Image
 
 __all__ = [
     "CATEGORIES",
+    "assemble_caption",
     "CLASSES",
     "CaptionPhrase",
     "Category",
@@ -63,7 +64,7 @@ Array = np.ndarray
 # --------------------------------------------------------------------------- textures
 
 
-def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell: int) -> Array:
+def smooth_noise(rng: np.random.Generator, h: int, w: int, cell: int) -> Array:
     """Value noise in [0, 1], [h, w]: a coarse random grid resized bilinearly."""
     gh, gw = max(2, h // cell + 2), max(2, w // cell + 2)
     grid = Image.fromarray((rng.random((gh, gw)) * 255).astype(np.uint8))
@@ -124,7 +125,7 @@ def _tree(u: Array, v: Array, c: Array, rng: np.random.Generator) -> tuple[Array
     trunk = (np.abs(u) < 0.15) & (v > 0.3) & (v < 1.0)
     # leaf blotches: light / dark patches at a fine scale
     h, w = u.shape
-    leaves = _smooth_noise(rng, h, w, cell=max(2, min(h, w) // 6))
+    leaves = smooth_noise(rng, h, w, cell=max(2, min(h, w) // 6))
     rgb = _shade(c, 0.65 + 0.6 * leaves)
     rgb[trunk & ~crown] = c * np.array([1.6, 0.45, 0.5])  # dark olive trunk
     return crown | trunk, rgb
@@ -187,7 +188,7 @@ _PAINTERS: dict[str, Painter] = {
 # --------------------------------------------------------------------------- backgrounds
 
 # texture kind -> nouns a caption may use for it
-_BACKGROUNDS: dict[str, tuple[str, ...]] = {
+BACKGROUND_NOUNS: dict[str, tuple[str, ...]] = {
     "plain": ("wall", "background", "sky"),
     "noise": ("ground", "carpet", "sand"),
     "stripes": ("table", "curtain", "fence"),
@@ -196,9 +197,9 @@ _BACKGROUNDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _background(rng: np.random.Generator, size: int) -> tuple[Array, str]:
+def background_texture(rng: np.random.Generator, size: int) -> tuple[Array, str]:
     """A muted texture [size, size, 3] float in 0..255 and its kind."""
-    kind = list(_BACKGROUNDS)[rng.integers(len(_BACKGROUNDS))]
+    kind = list(BACKGROUND_NOUNS)[rng.integers(len(BACKGROUND_NOUNS))]
     grey = rng.uniform(80, 200)
     tint = rng.uniform(-1, 1, 3) * 14  # low saturation: never reaches an object's hue
     base = np.clip(grey + tint, 0, 255).astype(np.float32)
@@ -206,7 +207,7 @@ def _background(rng: np.random.Generator, size: int) -> tuple[Array, str]:
     gx, gy = rng.uniform(-0.25, 0.25, 2)
     light = 1.0 + gx * (x - 0.5) + gy * (y - 0.5)
     if kind == "noise":
-        light = light * (0.8 + 0.4 * _smooth_noise(rng, size, size, cell=max(2, size // 10)))
+        light = light * (0.8 + 0.4 * smooth_noise(rng, size, size, cell=max(2, size // 10)))
     elif kind == "stripes":
         angle = rng.uniform(0, np.pi)
         period = rng.uniform(0.08, 0.2)
@@ -276,15 +277,27 @@ def make_grounded_caption(
     names = list(counts)
     rng.shuffle(names)
     phrases = [_phrase(rng, specs[n], counts[n]) for n in names]
+    labels = [CATEGORIES.index(name) + 1 for name in names]
+    return assemble_caption(rng, phrases, labels, len(objects), background)
+
+
+def assemble_caption(
+    rng: np.random.Generator, phrases: list[str], labels: list[int], num_objects: int, background: str
+) -> tuple[str, list[CaptionPhrase]]:
+    """Put the object phrases (one per category, in caption order) into a random sentence.
+
+    Returns the caption and each phrase's span with its label; shared by every scene kind, so
+    the shape-only scenes (:mod:`groupvit.data.synthetic_shapes`) have the same sentence forms.
+    """
     objs = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
     sentence = _SENTENCES[rng.integers(len(_SENTENCES))]
-    be = "are" if len(objects) > 1 else "is"
+    be = "are" if num_objects > 1 else "is"
     text = sentence.format(objs=objs, bg=background, be=be)
     start = len(sentence.split("{objs}")[0].format(bg=background, be=be))
     spans = []
-    for name, phrase in zip(names, phrases):
+    for label, phrase in zip(labels, phrases):
         offset = start + objs.index(phrase)  # phrases name distinct categories, so each is found once
-        spans.append(CaptionPhrase((offset, offset + len(phrase)), CATEGORIES.index(name) + 1))
+        spans.append(CaptionPhrase((offset, offset + len(phrase)), label))
         start, objs = offset + len(phrase), objs[objs.index(phrase) + len(phrase) :]
     return (text[0].upper() + text[1:] if rng.random() < 0.5 else text), spans
 
@@ -382,7 +395,7 @@ class GroundedScene(NamedTuple):
 
 def render_grounded_scene(rng: np.random.Generator, size: int = 64) -> GroundedScene:
     """:func:`render_scene` (the same draws, the same scene) with the caption's phrase spans."""
-    canvas, bg_kind = _background(rng, size)
+    canvas, bg_kind = background_texture(rng, size)
     instances = np.zeros((size, size), np.uint8)  # 0 = background, i + 1 = placed[i]
     placed = _place_objects(rng, size)
     for i, obj in enumerate(placed):
@@ -393,6 +406,6 @@ def render_grounded_scene(rng: np.random.Generator, size: int = 64) -> GroundedS
     # an object fully hidden by a later one must not be named in the caption
     present = np.bincount(instances.ravel(), minlength=len(placed) + 1)[1:] > 0
     visible = [CATEGORY_SPECS[o.category] for o, seen in zip(placed, present) if seen]
-    bg_noun = _BACKGROUNDS[bg_kind][rng.integers(3)]
+    bg_noun = BACKGROUND_NOUNS[bg_kind][rng.integers(3)]
     caption, phrases = make_grounded_caption(rng, visible, bg_noun)
     return GroundedScene(image, mask, caption, phrases)

@@ -10,7 +10,14 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from groupvit.config import VisionConfig
-from groupvit.layers import GroupingBlock, MixerMlp, PatchEmbed, TransformerBlock, resample_pos_embed
+from groupvit.layers import (
+    ConvStem,
+    GroupingBlock,
+    MixerMlp,
+    PatchEmbed,
+    TransformerBlock,
+    resample_pos_embed,
+)
 
 
 class VisionFeatures(NamedTuple):
@@ -111,7 +118,8 @@ class GroupViTVisionTower(nn.Module):
         self.width = cfg.width
         self.patch_size = cfg.patch_size
         self.pos_grid = cfg.grid_size
-        self.patch_embed = PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.width, eps=cfg.layer_norm_eps)
+        stem = ConvStem if cfg.stem == "conv" else PatchEmbed
+        self.patch_embed = stem(cfg.patch_size, cfg.in_chans, cfg.width, eps=cfg.layer_norm_eps)
         self.pos_embed = nn.Parameter(torch.zeros(1, self.pos_grid[0] * self.pos_grid[1], cfg.width))
 
         dpr = torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist()  # stochastic depth decay rule

@@ -1,0 +1,56 @@
+"""Image to patch tokens through a small convolutional stem (Xiao et al. 2021, "Early
+convolutions help transformers see better"): 3x3 stride-2 convs with BatchNorm and ReLU, then a
+1x1 conv to the token width and a LayerNorm.
+
+The single patch projection is one linear map of each patch: a tiny ViT trained from captions
+must then learn outlines from self-attention alone. The stem's nonlinear, overlapping 3x3
+filters see edges and corners first, and its tokens tile the image exactly as the patch
+projection's do (``patch_size`` = 2 ** number of stride-2 convs).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ConvStem(nn.Module):
+    """[B, C, H, W] -> ([B, h*w, D], (h, w)) with h = H // patch, w = W // patch.
+
+    Args:
+        patch_size: token stride in pixels, a power of two >= 2 (one stride-2 conv per factor 2).
+        in_chans: image channels.
+        embed_dim: token width D; the convs widen from ``D / 2 ** (n - 1)`` to D over the n convs.
+        eps: LayerNorm epsilon.
+    """
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        num_convs = patch_size.bit_length() - 1
+        if patch_size < 2 or 2**num_convs != patch_size:
+            raise ValueError(f"a conv stem needs a power-of-two patch_size >= 2, got {patch_size}")
+        self.patch_size = patch_size
+        self.in_chans = in_chans
+        layers: list[nn.Module] = []
+        channels = in_chans
+        for i in range(num_convs):
+            out = max(8, embed_dim // 2 ** (num_convs - 1 - i))
+            layers += [
+                nn.Conv2d(channels, out, kernel_size=3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ]
+            channels = out
+        self.convs = nn.Sequential(*layers)
+        self.proj = nn.Conv2d(channels, embed_dim, kernel_size=1)
+        self.norm = nn.LayerNorm(embed_dim, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        if x.ndim != 4 or x.shape[1] != self.in_chans:
+            raise ValueError(f"expected images [B, {self.in_chans}, H, W], got shape {tuple(x.shape)}")
+        if x.shape[2] < self.patch_size or x.shape[3] < self.patch_size:
+            raise ValueError(f"image {tuple(x.shape[2:])} is smaller than one {self.patch_size}px patch")
+        # crop to whole patches, as the patch projection drops the pixels that fill no patch
+        h, w = x.shape[2] // self.patch_size, x.shape[3] // self.patch_size
+        x = self.proj(self.convs(x[:, :, : h * self.patch_size, : w * self.patch_size]))  # (B, D, h, w)
+        return self.norm(x.flatten(2).transpose(1, 2)), (h, w)
