@@ -11,9 +11,9 @@ _base_ = ["./groupvit_tiny_synthetic.py"]
 
 grounding_root = "data/ground"  # --out of make_synthetic_data.py --train-grounding
 tune_root = "data/tune"  # validation on the tuning split (seed 1), never on the reported val set
-batch_size = 64
-max_iters = 300
-warmup_iters = 30
+batch_size = 32
+max_iters = 200
+warmup_iters = 20
 lr = 2e-4  # a tenth of stage 1's: the stage-1 weights are only adjusted
 min_lr = 1e-6
 fusion_lr_mult = 10.0  # the new cross-attention (and its gate) starts from scratch
