@@ -74,6 +74,10 @@ class PhraseGrounder:
 
     Phrases that share their words ("a ball ... the ball") are one query: they get the same mask
     and score, and ``labels`` uses the first of them.
+
+    A model with fusion layers (``config.fusion.layers``) groups the image conditioned on the
+    caption's tokens (its fused blocks read them; docs/fusion.md); the phrases are scored as above.
+    ``fusion=False`` runs such a model as the dual encoder.
     """
 
     def __init__(
@@ -87,6 +91,7 @@ class PhraseGrounder:
         context: bool = False,
         mode: str = "whole",
         min_similarity: float | None = None,
+        fusion: bool = True,
     ) -> None:
         inference = model.config.inference
         self.bg_thresh = float(inference.phrase_bg_thresh if bg_thresh is None else bg_thresh)
@@ -97,6 +102,7 @@ class PhraseGrounder:
         if mode not in ("whole", "slide"):
             raise InputError(f"mode must be 'whole' or 'slide', got {mode!r}")
         self.model, self.top_k, self.context, self.mode = model, top_k, context, mode
+        self.fusion = fusion and model.has_fusion
         self.min_similarity = float(inference.min_similarity if min_similarity is None else min_similarity)
         self.templates = get_templates(templates)
         self.transform = EvalTransform(inference.short_side if short_side is None else short_side)
@@ -138,8 +144,9 @@ class PhraseGrounder:
         unique = list(dict.fromkeys(keys))  # query index u -> label u + 1
         first = {key: keys.index(key) for key in unique}
         queries = [phrases[first[key]].query for key in unique]
+        caption_tokens = self.tokenizer([caption]).to(pixels.device) if self.fusion else None
         scores = self._scores(
-            pixels, self._embed(queries, [prefix for _, prefix in unique])
+            pixels, self._embed(queries, [prefix for _, prefix in unique]), caption_tokens
         )  # [1, U+1, h, w]
         best = scores[0, 1:].flatten(1).amax(dim=1)  # [U] the phrase's best pixel = its best group
         labels_u = resize_scores(scores, size).argmax(dim=1)[0]  # [H, W] in 0..U
@@ -173,20 +180,26 @@ class PhraseGrounder:
             embeds = F.normalize(embeds + self.model.encode_text(prefixes, normalize=True), dim=-1)
         return embeds
 
-    def _scores(self, pixels: Tensor, embeds: Tensor) -> Tensor:
-        """Scores [1, U + 1, h, w] of the phrases, background at channel 0."""
+    def _scores(self, pixels: Tensor, embeds: Tensor, caption: Tensor | None) -> Tensor:
+        """Scores [1, U + 1, h, w] of the phrases, background at channel 0; ``caption`` [1, L] token
+        ids for the fused blocks (None: no fusion)."""
         if self.mode == "whole":
-            return self._window_scores(pixels, embeds)
+            return self._window_scores(pixels, embeds, caption)
         side = pair(self.transform.short_side, "short_side")
         stride = pair(max(1, self.transform.short_side // 2), "stride")
         return slide_inference(
-            lambda window: self._window_scores(window, embeds), pixels, side, stride, embeds.shape[0] + 1
+            lambda window: self._window_scores(window, embeds, caption),
+            pixels,
+            side,
+            stride,
+            embeds.shape[0] + 1,
         )
 
-    def _window_scores(self, pixels: Tensor, embeds: Tensor) -> Tensor:
+    def _window_scores(self, pixels: Tensor, embeds: Tensor, caption: Tensor | None) -> Tensor:
         """[B, 3, h, w] -> [B, U + 1, h, w]: the zero-shot protocol's group rows with the similarity
         gate, given to every pixel of the group."""
-        features = self.model.forward_segmentation(pixels)
+        text = None if caption is None else caption.expand(pixels.shape[0], -1)
+        features = self.model.forward_segmentation(pixels, text)
         rows = group_scores(
             features,
             embeds,
@@ -201,5 +214,5 @@ class PhraseGrounder:
         return (
             f"PhraseGrounder(templates={len(self.templates)}, bg_thresh={self.bg_thresh}, top_k={self.top_k}, "
             f"short_side={self.transform.short_side}, context={self.context}, mode={self.mode!r}, "
-            f"min_similarity={self.min_similarity})"
+            f"min_similarity={self.min_similarity}, fusion={self.fusion})"
         )

@@ -14,7 +14,7 @@ __all__ = ["add_grounder_arguments", "build_grounder"]
 
 
 def add_grounder_arguments(parser: argparse.ArgumentParser) -> None:
-    """--checkpoint, --model, --bg-thresh, --min-similarity, --context, --device."""
+    """--checkpoint, --model, --bg-thresh, --min-similarity, --context, --no-fusion, --device."""
     parser.add_argument("--checkpoint", required=True, help="weights: a file, a URL or a released tag")
     parser.add_argument("--model", help="model preset (default: read off the checkpoint)")
     parser.add_argument(
@@ -28,6 +28,11 @@ def add_grounder_arguments(parser: argparse.ArgumentParser) -> None:
         help="a group less similar than this to every phrase is background (default: the preset's)",
     )
     parser.add_argument("--context", action="store_true", help="also read each phrase in its caption")
+    parser.add_argument(
+        "--no-fusion",
+        action="store_true",
+        help="run a model with fusion layers as the dual encoder (its groups do not read the caption)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
 
 
@@ -39,5 +44,9 @@ def build_grounder(args: argparse.Namespace) -> PhraseGrounder:
         raise InputError(f"--device {args.device}: CUDA is not available here (use --device cpu)")
     model = load_model(args.checkpoint, args.model, args.device)
     return PhraseGrounder(
-        model, bg_thresh=args.bg_thresh, context=args.context, min_similarity=args.min_similarity
+        model,
+        bg_thresh=args.bg_thresh,
+        context=args.context,
+        min_similarity=args.min_similarity,
+        fusion=not args.no_fusion,
     )

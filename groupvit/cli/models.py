@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -11,7 +12,24 @@ from groupvit.factory import create_model
 from groupvit.models.groupvit import GroupViT
 from groupvit.presets import get_model_config, list_models
 
-__all__ = ["detect_preset", "load_model"]
+__all__ = ["detect_preset", "fusion_overrides", "load_model"]
+
+_FUSED_BLOCK = re.compile(r"^(vision\.stages\.\d+|text)\.blocks\.(\d+)\.fusion\.")
+
+
+def fusion_overrides(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
+    """The ``config.fusion`` that ``state_dict``'s fused blocks need: ``{"fusion.layers": N,
+    "fusion.text_layers": M}`` (the most fused blocks of a grouping stage / of the text tower), or
+    ``{}`` for an unfused checkpoint."""
+    blocks: dict[str, set[str]] = {}
+    for key in state_dict:
+        match = _FUSED_BLOCK.match(key)
+        if match:
+            blocks.setdefault(match.group(1), set()).add(match.group(2))
+    if not blocks:
+        return {}
+    vision = max((len(b) for tower, b in blocks.items() if tower != "text"), default=0)
+    return {"fusion.layers": vision, "fusion.text_layers": len(blocks.get("text", ()))}
 
 
 def detect_preset(state_dict: dict[str, torch.Tensor]) -> tuple[str, GroupViT] | None:
@@ -23,8 +41,9 @@ def detect_preset(state_dict: dict[str, torch.Tensor]) -> tuple[str, GroupViT] |
         return {key: tuple(value.shape) for key, value in sd.items() if key not in optional}
 
     wanted = shapes(state_dict)
+    fusion = fusion_overrides(state_dict)
     for name in list_models():
-        cfg = get_model_config(name)
+        cfg = get_model_config(name, **fusion)
         widths = (
             wanted.get("vision.pos_embed", (0,))[-1],
             wanted.get("text.token_embedding.weight", (0,))[-1],
@@ -47,7 +66,9 @@ def load_model(checkpoint: str | Path, model_name: str | None = None, device: st
         text = str(e)
         raise InputError(text if str(checkpoint) in text else f"checkpoint {checkpoint}: {text}") from None
     if model_name is not None:
-        return create_model(model_name, checkpoint=state_dict).to(device).eval()
+        return (
+            create_model(model_name, checkpoint=state_dict, **fusion_overrides(state_dict)).to(device).eval()
+        )
     found = detect_preset(state_dict)
     if found is None:
         raise InputError(
