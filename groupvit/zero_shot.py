@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from groupvit.errors import InputError
+from groupvit.prompts import PromptSet, check_prompts
 from groupvit.sliding_window import Box, average_windows, pair, resize_scores, slide_inference, window_grid
 from groupvit.templates import get_templates
 from groupvit.zero_shot_functional import (
@@ -99,6 +101,9 @@ class ZeroShotSegmenter:
         mode: ``"whole"`` (one forward per image) or ``"slide"`` (sliding windows).
         window: sliding window size, int or (h, w).
         stride: sliding window stride, int or (h, w), at most ``window``.
+        prompts: tuned prompts (:class:`groupvit.prompts.PromptSet` or its ``.safetensors`` file)
+            whose class embeddings replace the templates' (:mod:`groupvit.prompt_tuning`); they
+            must have been tuned on this model for these ``class_names``, else an :class:`InputError`.
     """
 
     def __init__(
@@ -113,6 +118,7 @@ class ZeroShotSegmenter:
         mode: str = "whole",
         window: int | tuple[int, int] = 448,
         stride: int | tuple[int, int] = 224,
+        prompts: PromptSet | str | Path | None = None,
     ) -> None:
         if not 0.0 <= bg_thresh <= 1.0:
             raise InputError(f"bg_thresh must be in [0, 1], got {bg_thresh}")
@@ -137,6 +143,7 @@ class ZeroShotSegmenter:
         self.background, self.bg_thresh, self.top_k, self.mode = background, float(bg_thresh), top_k, mode
         self._tokenizer = tokenizer
         self._cache: tuple[tuple, Tensor] | None = None
+        self._prompts = None if prompts is None else check_prompts(prompts, model, self._class_names)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -182,9 +189,11 @@ class ZeroShotSegmenter:
 
         Computed on first use and cached; recomputed when the model moves to another
         device / dtype or its parameters are modified in place (a training step, a
-        ``load_state_dict``).
+        ``load_state_dict``). With ``prompts``: their tuned embeddings.
         """
         device, dtype = _device_dtype(self.model)
+        if self._prompts is not None:
+            return self._prompts.class_embeddings.to(device=device, dtype=dtype)
         key = (device, dtype, tuple((id(p), _version(p)) for p in self.model.parameters()))
         if self._cache is None or self._cache[0] != key:
             embeds = build_class_embeddings(

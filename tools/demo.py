@@ -104,6 +104,11 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "demo.py") -> argp
         help="prompt templates (default: simple)",
     )
     parser.add_argument(
+        "--prompts",
+        type=Path,
+        help="tuned prompts (.safetensors of prompt tuning) for exactly these classes and this checkpoint",
+    )
+    parser.add_argument(
         "--short-side",
         type=int,
         help="inference short side in pixels, at least the model's patch size (default: twice the "
@@ -294,6 +299,7 @@ def build_segmenter(args: argparse.Namespace) -> tuple[groupvit.ZeroShotSegmente
         mode=args.mode,
         window=short_side,
         stride=max(1, short_side // 2),
+        prompts=args.prompts,
     )
     return segmenter, short_side
 

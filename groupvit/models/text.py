@@ -61,7 +61,12 @@ class TextTransformer(nn.Module):
     def forward_features(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, L] -> per-token features after the final LN [B, L, width]."""
         self._check_tokens(tokens)
-        x = self.token_embedding(tokens) + self.positional_embedding[: tokens.shape[1]]
+        return self.encode_embeddings(self.token_embedding(tokens))
+
+    def encode_embeddings(self, x: torch.Tensor) -> torch.Tensor:
+        """Input embeddings [B, L, width] (token embeddings, or learned context vectors in their
+        place: prompt tuning) -> per-token features after the final LN [B, L, width]."""
+        x = x + self.positional_embedding[: x.shape[1]]
         for block in self.blocks:
             if self.grad_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(block, x, True, use_reentrant=False)
