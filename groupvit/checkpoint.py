@@ -10,6 +10,7 @@ and downloads are hash-checked by :mod:`groupvit.download`.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from groupvit.config import GroupViTConfig
     from groupvit.models.groupvit import GroupViT
 
+logger = logging.getLogger(__name__)
 StateDict = dict[str, torch.Tensor]
 
 _RELEASE = "https://github.com/xvjiarui/GroupViT/releases/download/v1.0.0/"
@@ -301,13 +303,17 @@ def load_checkpoint(
     model: GroupViT,
     source: str | Path | Mapping[str, Any],
     model_name: str | None = None,
-) -> None:
+) -> tuple[str, ...]:
     """Load weights into ``model`` from a path, URL, released tag or (wrapped) state dict.
 
     Any layout is accepted (auto-detected and converted). A positional embedding trained at another
     grid is resampled. Loading is strict except for the documented leftovers: HF's ``position_ids``
-    buffers and the ``multi_label_logit_scale`` that HF files lack (the model keeps its init).
+    buffers, the ``multi_label_logit_scale`` that HF files lack, and the fusion layers
+    (``*.fusion.*``, ``config.fusion``) of a model whose checkpoint has none: these keep their
+    init, whose gate ``alpha`` = 0 leaves every output as the checkpoint's own model gives it.
     Otherwise a ``RuntimeError`` lists the missing, unexpected and shape-mismatched keys.
+
+    Returns the model's keys that the checkpoint did not set (newly initialised), also logged.
     """
     if isinstance(source, (str, Path)) and str(source) in RELEASED_CHECKPOINTS:
         expected = RELEASED_CHECKPOINTS[str(source)][0]
@@ -327,9 +333,12 @@ def load_checkpoint(
             sd["vision.pos_embed"] = resample_pos_embed(pos, model.vision.pos_grid)
 
     missing = [k for k in target if k not in sd]
+    new = [k for k in missing if ".fusion." in k]
     if layout == "hf" and "multi_label_logit_scale" in missing:
-        missing.remove("multi_label_logit_scale")
-        sd["multi_label_logit_scale"] = target["multi_label_logit_scale"]
+        new.append("multi_label_logit_scale")
+    for key in new:
+        missing.remove(key)
+        sd[key] = target[key]
     unexpected = [k for k in sd if k not in target]
     mismatched = [
         f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(target[k].shape)}"
@@ -345,6 +354,9 @@ def load_checkpoint(
             + _listing("shape mismatches", mismatched)
         )
     model.load_state_dict(sd, strict=True)
+    if new:
+        logger.info("newly initialised (not in the checkpoint): %s", ", ".join(new))
+    return tuple(new)
 
 
 class CheckpointMismatchError(InputError, RuntimeError):

@@ -79,6 +79,22 @@ class TextConfig:
 
 
 @dataclass
+class FusionConfig:
+    """Language-aware deep fusion (FIBER's gated cross-attention; docs/fusion.md). 0 layers: off.
+
+    Fused layers add ``alpha * CrossAttn(SelfAttn(x), context)`` with a learnable ``alpha`` per layer
+    that starts at 0, so a released checkpoint loaded into a fused model computes what it did.
+    """
+
+    layers: int = 0  # last N transformer blocks of every grouping stage attend to the caption's tokens
+    text_layers: int = 0  # last N text blocks attend to the image's final tokens (GLIP's reverse direction)
+
+    def __post_init__(self) -> None:
+        if self.layers < 0 or self.text_layers < 0:
+            raise ValueError(f"fusion layers must be >= 0, got {self}")
+
+
+@dataclass
 class InferenceConfig:
     """How the preset is evaluated: the one source that the transforms, the demo, grounding and the
     configs read."""
@@ -110,6 +126,7 @@ class GroupViTConfig:
     multi_label_logit_scale_init: float = math.log(1 / 0.07)  # same, for the multi-label loss
     logit_scale_max: float = 100.0  # exp(logit_scale) is clamped at this value
     inference: InferenceConfig = field(default_factory=InferenceConfig)  # evaluation size and threshold
+    fusion: FusionConfig = field(default_factory=FusionConfig)  # text-conditioned grouping (off by default)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GroupViTConfig:

@@ -61,7 +61,12 @@ class GroundingScores:
 
 def read_grounding_jsonl(path: str | Path) -> list[GroundingRecord]:
     """Records of ``path``; image paths are relative to its folder, label maps are the image paths
-    with ``img_dir`` replaced by ``ann_dir`` and the suffix ``.png`` (mmseg layout)."""
+    with ``img_dir`` (mmseg layout) or ``images`` (an image-text folder's) replaced by ``ann_dir``
+    and the suffix ``.png``.
+
+    A phrase's ``label`` is the value of its pixels in the label map: a class id in ground truth,
+    or the phrase's own number 1..P in a per-image map (pseudo-labels); 0 = no phrase, 255 = ignore.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(
@@ -80,9 +85,9 @@ def read_grounding_jsonl(path: str | Path) -> list[GroundingRecord]:
             raise InputError(
                 f'{path}:{number}: expected {{"image", "caption", "phrases": [{{"span", "label"}}]}}'
             ) from None
-        label_map = Path(*("ann_dir" if part == "img_dir" else part for part in image.parts)).with_suffix(
-            ".png"
-        )
+        label_map = Path(
+            *("ann_dir" if part in ("img_dir", "images") else part for part in image.parts)
+        ).with_suffix(".png")
         records.append(GroundingRecord(path.parent / image, path.parent / label_map, caption, phrases))
     if not records:
         raise InputError(f"{path} holds no record")

@@ -295,3 +295,93 @@ class GroupBalanceLoss(nn.Module):
             entropy = -(attn * attn.clamp_min(1e-12).log()).sum(dim=1).mean()
             total = total + kl + entropy
         return total
+
+
+def assignment_product(assignments: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Per-stage soft assignments [B, G_s, N_s] (N_{s+1} = G_s) -> final groups over patches [B, G, N_1].
+
+    Each stage's columns sum to 1 (a token's share in every group), so the product's columns do too.
+    """
+    product = assignments[0]
+    for stage in assignments[1:]:
+        product = stage @ product
+    return product
+
+
+def phrase_patch_shares(
+    label_map: torch.Tensor, phrase_labels: torch.Tensor, grid: tuple[int, int]
+) -> torch.Tensor:
+    """Share of each patch inside each phrase: label_map [B, H, W], phrase_labels [B, P] -> [B, P, h*w].
+
+    A phrase's pixels are those whose label-map value is its label; padding phrases (label < 0) have
+    none. Ignored pixels (255) count neither inside nor outside: the share is over a patch's valid pixels.
+    """
+    labels = phrase_labels[:, :, None, None]
+    inside = ((label_map[:, None] == labels) & (labels >= 0)).float()
+    valid = (label_map != 255)[:, None].float()
+    inside, valid = F.adaptive_avg_pool2d(inside, grid), F.adaptive_avg_pool2d(valid, grid)
+    return (inside / valid.clamp(min=1e-6)).flatten(2)
+
+
+def group_phrase_targets(
+    assignments: tuple[torch.Tensor, ...],
+    label_map: torch.Tensor,
+    phrase_labels: torch.Tensor,
+    grid: tuple[int, int],
+    min_share: float = 0.5,
+) -> torch.Tensor:
+    """GLIP's region-phrase targets for groups: [B, G, P] in {0, 1}, 1 where more than ``min_share``
+    of the group's soft pixels (the assignment product) lie inside the phrase's mask.
+
+    assignments: per-stage soft assignments; label_map [B, H, W]; phrase_labels [B, P] (-1: padding);
+    grid: the patch grid (h, w) of the first stage.
+    """
+    with torch.no_grad():
+        groups = assignment_product(assignments).float()  # (B, G, N)
+        shares = phrase_patch_shares(label_map, phrase_labels, grid)  # (B, P, N)
+        inside = groups @ shares.transpose(1, 2) / groups.sum(dim=-1, keepdim=True).clamp(min=1e-6)
+        return (inside > min_share).float()
+
+
+class GroupPhraseAlignmentLoss(nn.Module):
+    """GLIP's alignment loss between the final groups and the phrases of each image's caption.
+
+    Every group is scored against every phrase of its own caption with its own sigmoid,
+    ``logit = scale * (cos - threshold)``: the threshold is the cosine at which a group is
+    even odds for a phrase, grounding's ``min_similarity`` gate. Binary cross-entropy (mean over
+    the image's group-phrase pairs) or sigmoid focal loss (alpha 0.25, gamma 2, summed and divided
+    by the positives, as in GLIP / RetinaNet).
+
+    Args:
+        kind: ``"bce"`` or ``"focal"``.
+        scale: the sigmoid's inverse temperature on the cosine.
+        threshold: cosine at which a pair scores 0.5.
+    """
+
+    def __init__(self, kind: str = "bce", scale: float = 10.0, threshold: float = 0.4) -> None:
+        super().__init__()
+        if kind not in ("bce", "focal"):
+            raise ValueError(f"kind must be 'bce' or 'focal', got {kind!r}")
+        self.kind, self.scale, self.threshold = kind, float(scale), float(threshold)
+
+    def forward(
+        self,
+        group_embeds: torch.Tensor,
+        phrase_embeds: torch.Tensor,
+        targets: torch.Tensor,
+        phrase_valid: torch.Tensor,
+    ) -> torch.Tensor:
+        """group_embeds [B, G, D], phrase_embeds [B, P, D] (L2-normalised), targets [B, G, P] in
+        {0, 1}, phrase_valid [B, P] bool (False: padding) -> loss [] (0 without a valid phrase)."""
+        logits = self.scale * (group_embeds @ phrase_embeds.transpose(1, 2) - self.threshold)  # (B, G, P)
+        weight = phrase_valid[:, None, :].expand_as(logits).float()
+        if weight.sum() == 0:
+            return logits.sum() * 0.0
+        bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+        if self.kind == "bce":
+            return (bce * weight).sum() / weight.sum()
+        p = logits.sigmoid()
+        p_t = p * targets + (1 - p) * (1 - targets)
+        alpha_t = 0.25 * targets + 0.75 * (1 - targets)
+        focal = alpha_t * (1 - p_t) ** 2 * bce
+        return (focal * weight).sum() / (targets * weight).sum().clamp(min=1.0)

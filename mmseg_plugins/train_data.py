@@ -118,13 +118,76 @@ class ImageTextWebDataset(IterableDataset):
         return iter(self.dataset)
 
 
+@DATASETS.register_module()
+class GroundingFolderDataset(Dataset):
+    """Image-caption pairs with phrase masks (``groupvit.data.grounding.GroundingFolder``).
+
+    Takes :class:`ImageTextFolderDataset`'s arguments, so a config swaps one for the other by
+    ``type`` and ``index``; the image transform's geometry (``image_size``, ``scale``,
+    ``interpolation``) is applied to image and label map alike, and photometric augmentation,
+    which the grounding data does not apply, must be off.
+
+    Args:
+        data_root: folder holding the index, the images and ``ann_dir``.
+        index: a ``grounding.jsonl`` in ``data_root`` (``tools/make_synthetic_data.py
+            --train-grounding`` writes ``train/grounding.jsonl``; self-training writes pseudo-labels
+            in the same format).
+        image_transform: keyword arguments of ``groupvit.data.build_train_transform``.
+        text_transform: keyword arguments of ``groupvit.data.CaptionTransform``.
+        phrase_templates: template set of the phrase texts (grounding's ``"simple"``).
+        context_length: tokenizer context length.
+    """
+
+    def __init__(
+        self,
+        data_root: str,
+        index: str = "grounding.jsonl",
+        image_transform: dict | None = None,
+        text_transform: dict | None = None,
+        phrase_templates: str = "simple",
+        context_length: int = 77,
+    ) -> None:
+        from groupvit import get_tokenizer
+        from groupvit.data import CaptionTransform
+        from groupvit.data.grounding import GroundingFolder
+        from groupvit.errors import InputError
+
+        image = dict(_DEFAULT_IMAGE if image_transform is None else image_transform)
+        photometric = {k: image.pop(k) for k in ("auto_augment", "color_jitter", "re_prob") if k in image}
+        if any(photometric.values()):
+            raise InputError(
+                f"GroundingFolderDataset applies no photometric augmentation, got {photometric}: set them "
+                "to None / 0.0 in image_transform"
+            )
+        tokenizer = get_tokenizer(context_length)
+        text_tf = CaptionTransform(tokenizer, **(_DEFAULT_TEXT if text_transform is None else text_transform))
+        self.dataset = GroundingFolder(
+            f"{data_root}/{index}",
+            text_transform=text_tf,
+            tokenizer=tokenizer,
+            templates=phrase_templates,
+            **image,
+        )
+        self.metainfo: dict = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, idx: int) -> dict:
+        return self.dataset[idx]
+
+
 @FUNCTIONS.register_module(name="groupvit_image_text_collate")
 def image_text_collate(batch: list[dict]) -> dict:
-    """Samples -> ``dict(inputs=[B, 3, S, S], data_samples=dict(text=[B, 1 + K, L], skipped=[]))``."""
-    return dict(
-        inputs=torch.stack([s["image"] for s in batch]),
-        data_samples=dict(
-            text=torch.stack([s["text"] for s in batch]),
-            skipped=torch.tensor(sum(int(s.get("skipped", 0)) for s in batch)),
-        ),
-    )
+    """Samples -> ``dict(inputs=[B, 3, S, S], data_samples=dict(text=[B, 1 + K, L], skipped=[]))``.
+
+    Grounding samples (``GroundingFolderDataset``) add ``data_samples["grounding"]``:
+    ``groupvit.data.grounding.collate_grounding``'s ``label_map``, ``phrase_text``, ``phrase_labels``.
+    """
+    text = torch.stack([s["text"] for s in batch])
+    data_samples = dict(text=text, skipped=torch.tensor(sum(int(s.get("skipped", 0)) for s in batch)))
+    if "grounding" in batch[0]:
+        from groupvit.data.grounding import collate_grounding
+
+        data_samples["grounding"] = collate_grounding([s["grounding"] for s in batch], text.shape[-1])
+    return dict(inputs=torch.stack([s["image"] for s in batch]), data_samples=data_samples)

@@ -11,9 +11,11 @@ from mmseg.registry import MODELS
 from groupvit.losses import (
     ContrastiveLoss,
     GroupBalanceLoss,
+    GroupPhraseAlignmentLoss,
     MultiLabelContrastiveLoss,
     NounGroupLoss,
     UnclaimedGroupLoss,
+    group_phrase_targets,
     text_ids,
 )
 from mmseg_plugins.segmentor import GroupViTSegmentor
@@ -67,6 +69,17 @@ class GroupViTTrainModel(GroupViTSegmentor):
             off, as in the paper). Logged as ``loss_unclaimed_group``.
         group_balance_weight: weight of ``groupvit.losses.GroupBalanceLoss`` (confident, evenly
             used group assignments; 0 = off, as in the paper). Logged as ``loss_group_balance``.
+        grounding_weight: weight of ``groupvit.losses.GroupPhraseAlignmentLoss`` on batches with
+            phrase masks (``GroundingFolderDataset``): every final group against every phrase of its
+            caption, positive where most of the group lies in the phrase's mask (0 = off). Logged as
+            ``loss_grounding``. The stage-1 losses above always run with fusion off.
+        grounding_fusion: the grounding loss's image forward reads the caption (the model's fused
+            blocks, ``config.fusion``); False, or a model without fusion, scores the stage-1
+            forward's groups (late fusion, no second forward).
+        grounding_loss: ``"bce"`` or ``"focal"``.
+        grounding_scale / grounding_threshold: the alignment sigmoid, ``scale * (cos - threshold)``.
+        grounding_min_share: a group is a phrase's positive when more than this share of it lies
+            inside the phrase's mask.
         grad_checkpointing: recompute transformer blocks in backward (less memory).
         **kwargs: the arguments of :class:`GroupViTSegmentor` (model name,
             overrides, checkpoint, class names, zero-shot settings, data
@@ -81,6 +94,12 @@ class GroupViTTrainModel(GroupViTSegmentor):
         noun_group_weight: float = 0.0,
         unclaimed_group_weight: float = 0.0,
         group_balance_weight: float = 0.0,
+        grounding_weight: float = 0.0,
+        grounding_fusion: bool = True,
+        grounding_loss: str = "bce",
+        grounding_scale: float = 10.0,
+        grounding_threshold: float = 0.4,
+        grounding_min_share: float = 0.5,
         grad_checkpointing: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -96,6 +115,10 @@ class GroupViTTrainModel(GroupViTSegmentor):
         self.unclaimed_group_loss = UnclaimedGroupLoss()
         self.group_balance_weight = group_balance_weight
         self.group_balance_loss = GroupBalanceLoss()
+        self.grounding_weight = grounding_weight
+        self.grounding_fusion = grounding_fusion
+        self.grounding_min_share = grounding_min_share
+        self.grounding_loss = GroupPhraseAlignmentLoss(grounding_loss, grounding_scale, grounding_threshold)
         if grad_checkpointing:
             self.model.set_grad_checkpointing(True)
 
@@ -118,8 +141,11 @@ class GroupViTTrainModel(GroupViTSegmentor):
         ids = row_ids if self.duplicate_positives else None  # [B, 1 + K]
         # One vision forward: pooled embedding, assignments (balance loss) and, when a loss scores
         # groups, the projected final groups.
-        use_groups = rows > 1 and (
-            self.group_multi_label or self.noun_group_weight > 0 or self.unclaimed_group_weight > 0
+        grounding = data_samples.get("grounding") if self.grounding_weight > 0 else None
+        fused = grounding is not None and self.grounding_fusion and self.model.has_fusion
+        use_groups = (grounding is not None and not fused) or (
+            rows > 1
+            and (self.group_multi_label or self.noun_group_weight > 0 or self.unclaimed_group_weight > 0)
         )
         image_embeds, assignments, group_embeds = self.model.encode_image_with_assignments(
             inputs, normalize=True, groups=use_groups
@@ -157,6 +183,45 @@ class GroupViTTrainModel(GroupViTSegmentor):
                 losses["loss_group_balance"] = self.group_balance_weight * self.group_balance_loss(
                     assignments
                 )
+        if grounding is not None:
+            losses["loss_grounding"] = self.grounding_weight * self._grounding(
+                inputs, text[:, 0], grounding, (assignments, group_embeds) if not fused else None
+            )
         losses["logit_scale"] = scale.detach()
         losses["multi_label_logit_scale"] = ml_scale.detach()
         return losses
+
+    def _grounding(
+        self,
+        images: torch.Tensor,
+        captions: torch.Tensor,
+        grounding: dict,
+        unfused: tuple[tuple[torch.Tensor, ...], torch.Tensor] | None,
+    ) -> torch.Tensor:
+        """The alignment loss of the batch's groups with its phrases.
+
+        images [B, 3, S, S]; captions [B, L] (what the fused blocks read); grounding: the collated
+        ``label_map`` [B, S, S], ``phrase_text`` [B, P, L], ``phrase_labels`` [B, P]; unfused: the
+        stage-1 forward's (assignments, normalised groups [B, G, D]) to score without fusion.
+        """
+        labels = grounding["phrase_labels"]
+        if unfused is None:
+            _, assignments, groups = self.model.encode_image_with_assignments(
+                images, normalize=True, groups=True, text=captions
+            )
+        else:
+            assignments, groups = unfused
+        valid = labels >= 0
+        # only real phrases through the text tower: padding rows would shift the projector's BatchNorm
+        phrase_embeds = groups.new_zeros(*labels.shape, groups.shape[-1])
+        if valid.any():
+            phrase_embeds[valid] = self.model.encode_text(grounding["phrase_text"][valid], normalize=True).to(
+                groups.dtype
+            )
+        patch = self.model.vision.patch_size
+        grid = (images.shape[-2] // patch, images.shape[-1] // patch)
+        targets = group_phrase_targets(
+            assignments, grounding["label_map"], labels, grid, self.grounding_min_share
+        )
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            return self.grounding_loss(groups.float(), phrase_embeds.float(), targets, valid)

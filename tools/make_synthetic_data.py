@@ -8,6 +8,8 @@ Layout under --out:
     train/captions.jsonl                   {"image": "images/000000000.jpg", "caption": "..."}
     train/captions.csv                     image,caption (same pairs)
     train_shards/synthetic-000000.tar ...  the same pairs in img2dataset layout (KEY.jpg, KEY.txt, KEY.json)
+    train/grounding.jsonl, train/ann_dir/  with --train-grounding: the val grounding format for the
+                                           train pairs, label PNGs at ann_dir/KEY.png
     val/img_dir/val/000000.png             segmentation val images (mmseg layout)
     val/ann_dir/val/000000.png             label PNGs: 0 = background, i = classes[i]
     val/classes.txt, val/meta.json         class list (background first) and palette
@@ -95,9 +97,16 @@ def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_train(out: Path, num: int, seed: int, size: int, shard_size: int, workers: int) -> str | None:
-    """Write the folder (jsonl + csv) and the shards; return the shard brace pattern (None: no pairs)."""
+def write_train(
+    out: Path, num: int, seed: int, size: int, shard_size: int, workers: int, grounding: bool = False
+) -> str | None:
+    """Write the folder (jsonl + csv) and the shards; return the shard brace pattern (None: no pairs).
+
+    ``grounding``: also ``train/grounding.jsonl`` and the label maps ``train/ann_dir/KEY.png``
+    (where ``groupvit.grounding_metric.read_grounding_jsonl`` looks for an image under ``images/``).
+    """
     import csv
+    from contextlib import nullcontext
 
     image_dir = out / "train" / "images"
     image_dir.mkdir(parents=True, exist_ok=True)
@@ -108,14 +117,22 @@ def write_train(out: Path, num: int, seed: int, size: int, shard_size: int, work
     with (
         open(out / "train" / "captions.jsonl", "w", encoding="utf-8") as jsonl,
         open(out / "train" / "captions.csv", "w", encoding="utf-8", newline="") as csv_file,
+        open(out / "train" / "grounding.jsonl", "w", encoding="utf-8")
+        if grounding
+        else nullcontext() as phrases_file,
     ):
         writer = csv.writer(csv_file)
         writer.writerow(["image", "caption"])
-        for index, data, _, caption, _ in _generate("train", num, seed, size, workers):
+        if grounding:
+            (out / "train" / "ann_dir").mkdir(exist_ok=True)
+        for index, data, mask, caption, phrases in _generate("train", num, seed, size, workers):
             key = f"{index:09d}"
             rel = f"images/{key}.jpg"
             (out / "train" / rel).write_bytes(data)
             jsonl.write(json.dumps({"image": rel, "caption": caption}) + "\n")
+            if grounding:
+                Image.fromarray(mask, mode="L").save(out / "train" / "ann_dir" / f"{key}.png")
+                phrases_file.write(json.dumps({"image": rel, "caption": caption, "phrases": phrases}) + "\n")
             writer.writerow([rel, caption])
             if index % shard_size == 0:
                 if tar is not None:
@@ -161,13 +178,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=at_least(0), default=0, help="random seed (>= 0)")
     parser.add_argument("--shard-size", type=at_least(1), default=1000, help="samples per tar shard (>= 1)")
     parser.add_argument("--workers", type=at_least(1), default=1, help="rendering processes (>= 1)")
+    parser.add_argument(
+        "--train-grounding",
+        action="store_true",
+        help="also write train/grounding.jsonl and train/ann_dir label maps (phrase ground truth)",
+    )
     args = parser.parse_args(argv)
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out} is a file, not a folder")
 
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    pattern = write_train(args.out, args.num_train, args.seed, args.size, args.shard_size, args.workers)
+    pattern = write_train(
+        args.out, args.num_train, args.seed, args.size, args.shard_size, args.workers, args.train_grounding
+    )
     write_val(args.out, args.num_val, args.seed, args.size, args.workers)
     meta = {
         "classes": list(CLASSES),

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from groupvit.config import GroupViTConfig
+from groupvit.layers.fusion import Context, FusedTransformerBlock
 from groupvit.models.projector import ProjectionHead
 from groupvit.models.text import TextTransformer
 from groupvit.models.vision import GroupViTVisionTower
@@ -70,8 +71,8 @@ class GroupViT(nn.Module):
     def from_config(cls, cfg: GroupViTConfig) -> GroupViT:
         """Build a randomly initialised model from a :class:`GroupViTConfig`."""
         model = cls(
-            vision=GroupViTVisionTower(cfg.vision),
-            text=TextTransformer(cfg.text),
+            vision=GroupViTVisionTower(cfg.vision, cfg.fusion.layers, cfg.text.width),
+            text=TextTransformer(cfg.text, cfg.fusion.text_layers, cfg.vision.width),
             image_projector=ProjectionHead(cfg.vision.width, cfg.projection_hidden_dim, cfg.embed_dim),
             text_projector=ProjectionHead(cfg.text.width, cfg.projection_hidden_dim, cfg.embed_dim),
             logit_scale_init=cfg.logit_scale_init,
@@ -81,21 +82,44 @@ class GroupViT(nn.Module):
         model.config = cfg
         return model
 
-    def encode_image(self, images: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        """images [B, 3, H, W] -> projected image embedding [B, D]."""
-        x = self.image_projector(self.vision(images))
+    @property
+    def has_fusion(self) -> bool:
+        """Whether the image tower has fused blocks (``config.fusion.layers`` > 0)."""
+        return any(isinstance(b, FusedTransformerBlock) for s in self.vision.stages for b in s.blocks)
+
+    def text_context(self, text: torch.Tensor | None) -> Context | None:
+        """Caption token ids [B, L] -> the text tokens the fused image blocks attend to.
+
+        None when no text is given or the image tower has no fused block: fusion off, nothing run.
+        """
+        return self.text.context(text) if text is not None and self.has_fusion else None
+
+    def encode_image(
+        self, images: torch.Tensor, normalize: bool = False, text: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """images [B, 3, H, W] -> projected image embedding [B, D].
+
+        ``text``: token ids [B, L] of each image's caption, which the fused blocks read (fusion on);
+        None is the dual encoder (fusion off).
+        """
+        x = self.image_projector(self.vision.forward_features(images, self.text_context(text)).tokens.mean(1))
         return F.normalize(x, dim=-1) if normalize else x
 
     def encode_image_with_assignments(
-        self, images: torch.Tensor, normalize: bool = False, groups: bool = False
+        self,
+        images: torch.Tensor,
+        normalize: bool = False,
+        groups: bool = False,
+        text: torch.Tensor | None = None,
     ) -> ImageGrouping:
         """images [B, 3, H, W] -> ImageGrouping(image [B, D], assignments, groups [B, G, D] or None).
 
         One vision forward: the same embedding as :meth:`encode_image` plus what the grouping did;
         with ``groups`` also every final group through the image projector, as zero-shot
-        segmentation scores them (in training its BatchNorm then also sees the groups).
+        segmentation scores them (in training its BatchNorm then also sees the groups). ``text``:
+        as for :meth:`encode_image`.
         """
-        feats = self.vision.forward_features(images)
+        feats = self.vision.forward_features(images, self.text_context(text))
         x = self.image_projector(feats.tokens.mean(dim=1))
         g = self.image_projector(feats.tokens) if groups else None
         if normalize:
@@ -103,9 +127,17 @@ class GroupViT(nn.Module):
             g = None if g is None else F.normalize(g, dim=-1)
         return ImageGrouping(x, feats.assignments, g)
 
-    def encode_text(self, tokens: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        """tokens [B, L] -> projected text embedding [B, D]."""
-        x = self.text_projector(self.text(tokens))
+    def encode_text(
+        self, tokens: torch.Tensor, normalize: bool = False, image_tokens: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """tokens [B, L] -> projected text embedding [B, D].
+
+        ``image_tokens``: final image tokens [B, N, C_image] (``vision.forward_features(...).tokens``)
+        that the text tower's fused blocks read (``config.fusion.text_layers``; GLIP's image-to-text
+        direction); None is the dual encoder.
+        """
+        context = None if image_tokens is None else Context(image_tokens, None)
+        x = self.text_projector(self.text(tokens, context))
         return F.normalize(x, dim=-1) if normalize else x
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> GroupViTOutput:
@@ -116,9 +148,14 @@ class GroupViT(nn.Module):
             self.logit_scale_value(),
         )
 
-    def forward_segmentation(self, images: torch.Tensor) -> SegmentationFeatures:
-        """images [B, 3, H, W] -> per-stage soft assignments, projected group and image embeddings."""
-        feats = self.vision.forward_features(images)
+    def forward_segmentation(
+        self, images: torch.Tensor, text: torch.Tensor | None = None
+    ) -> SegmentationFeatures:
+        """images [B, 3, H, W] -> per-stage soft assignments, projected group and image embeddings.
+
+        ``text``: caption token ids [B, L] for the fused blocks (grounding); None: fusion off.
+        """
+        feats = self.vision.forward_features(images, self.text_context(text))
         return SegmentationFeatures(
             assignments=feats.assignments,
             group_embeds=self.image_projector(feats.tokens),

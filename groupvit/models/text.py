@@ -8,6 +8,7 @@ from torch.utils.checkpoint import checkpoint
 
 from groupvit.config import TextConfig
 from groupvit.layers import QuickGELU, TransformerBlock
+from groupvit.layers.fusion import Context, FusedTransformerBlock
 
 
 class TextTransformer(nn.Module):
@@ -17,7 +18,8 @@ class TextTransformer(nn.Module):
     id in the vocabulary, so it is found with ``argmax`` over the ids.
     """
 
-    def __init__(self, cfg: TextConfig) -> None:
+    def __init__(self, cfg: TextConfig, fusion_layers: int = 0, context_dim: int = 0) -> None:
+        """``fusion_layers`` > 0: the last that many blocks attend to ``context_dim``-wide image tokens."""
         super().__init__()
         self.cfg = cfg
         self.width = cfg.width
@@ -25,9 +27,21 @@ class TextTransformer(nn.Module):
         self.grad_checkpointing = False
         self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.width)
         self.positional_embedding = nn.Parameter(torch.zeros(cfg.context_length, cfg.width))
+        first_fused = cfg.layers - min(fusion_layers, cfg.layers)
         self.blocks = nn.ModuleList(
-            TransformerBlock(cfg.width, cfg.heads, cfg.mlp_ratio, act_layer=QuickGELU, eps=cfg.layer_norm_eps)
-            for _ in range(cfg.layers)
+            FusedTransformerBlock(
+                cfg.width,
+                cfg.heads,
+                context_dim,
+                cfg.layer_norm_eps,
+                mlp_ratio=cfg.mlp_ratio,
+                act_layer=QuickGELU,
+            )
+            if i >= first_fused
+            else TransformerBlock(
+                cfg.width, cfg.heads, cfg.mlp_ratio, act_layer=QuickGELU, eps=cfg.layer_norm_eps
+            )
+            for i in range(cfg.layers)
         )
         self.norm = nn.LayerNorm(cfg.width, eps=cfg.layer_norm_eps)
         self.init_weights()
@@ -58,8 +72,11 @@ class TextTransformer(nn.Module):
         if tokens.shape[1] > self.context_length:
             raise ValueError(f"{tokens.shape[1]} tokens exceed the context length {self.context_length}")
 
-    def forward_features(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [B, L] -> per-token features after the final LN [B, L, width]."""
+    def forward_features(self, tokens: torch.Tensor, context: Context | None = None) -> torch.Tensor:
+        """tokens [B, L] -> per-token features after the final LN [B, L, width].
+
+        ``context``: image tokens [B, N, C_image] for the fused blocks (None: the unfused tower).
+        """
         self._check_tokens(tokens)
         return self.encode_embeddings(self.token_embedding(tokens))
 
@@ -68,13 +85,23 @@ class TextTransformer(nn.Module):
         place: prompt tuning) -> per-token features after the final LN [B, L, width]."""
         x = x + self.positional_embedding[: x.shape[1]]
         for block in self.blocks:
+            extra = (context,) if context is not None and isinstance(block, FusedTransformerBlock) else ()
             if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, True, use_reentrant=False)
+                x = checkpoint(block, x, True, *extra, use_reentrant=False)
             else:
-                x = block(x, is_causal=True)
+                x = block(x, True, *extra)
         return self.norm(x)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def context(self, tokens: torch.Tensor) -> Context:
+        """tokens [B, L] -> the caption as a fusion context: features [B, L', width] up to the batch's
+        last end-of-text token, mask [B, L'] True up to each row's own end-of-text token."""
+        self._check_tokens(tokens)
+        eot = tokens.argmax(dim=-1)  # (B,)
+        x = self.forward_features(tokens[:, : trimmed_length(eot, tokens.shape[1])])
+        mask = torch.arange(x.shape[1], device=x.device)[None] <= eot[:, None]
+        return Context(x, mask)
+
+    def forward(self, tokens: torch.Tensor, context: Context | None = None) -> torch.Tensor:
         """tokens [B, L] -> [B, width] feature at the end-of-text (largest id) position.
 
         The columns after the batch's last end-of-text token are dropped first: under the causal
@@ -83,7 +110,7 @@ class TextTransformer(nn.Module):
         """
         self._check_tokens(tokens)  # before trimming, which would hide a too long input
         eot = tokens.argmax(dim=-1)  # (B,)
-        x = self.forward_features(tokens[:, : trimmed_length(eot, tokens.shape[1])])
+        x = self.forward_features(tokens[:, : trimmed_length(eot, tokens.shape[1])], context)
         return x[torch.arange(x.shape[0], device=x.device), eot]
 
 

@@ -11,6 +11,7 @@ from torch.utils.checkpoint import checkpoint
 
 from groupvit.config import VisionConfig
 from groupvit.layers import GroupingBlock, MixerMlp, PatchEmbed, TransformerBlock, resample_pos_embed
+from groupvit.layers.fusion import Context, FusedTransformerBlock
 
 
 class VisionFeatures(NamedTuple):
@@ -46,14 +47,27 @@ class GroupingStage(nn.Module):
         num_output_groups: int,
         num_prev_group_tokens: int,
         drop_path: list[float],
+        fusion_layers: int = 0,
+        context_dim: int = 0,
     ) -> None:
         super().__init__()
         dim = cfg.width
         self.num_group_tokens = num_group_tokens
         self.grad_checkpointing = False
+        first_fused = depth - min(fusion_layers, depth)
         self.blocks = nn.ModuleList(
-            TransformerBlock(dim, num_heads, cfg.mlp_ratio, cfg.qkv_bias, dp, eps=cfg.layer_norm_eps)
-            for dp in drop_path
+            FusedTransformerBlock(
+                dim,
+                num_heads,
+                context_dim,
+                cfg.layer_norm_eps,
+                mlp_ratio=cfg.mlp_ratio,
+                qkv_bias=cfg.qkv_bias,
+                drop_path=dp,
+            )
+            if i >= first_fused
+            else TransformerBlock(dim, num_heads, cfg.mlp_ratio, cfg.qkv_bias, dp, eps=cfg.layer_norm_eps)
+            for i, dp in enumerate(drop_path)
         )
         self.group_token: nn.Parameter | None = None
         self.grouping: GroupingBlock | None = None
@@ -81,9 +95,12 @@ class GroupingStage(nn.Module):
                 )
 
     def forward(
-        self, x: torch.Tensor, prev_group_tokens: torch.Tensor | None
+        self, x: torch.Tensor, prev_group_tokens: torch.Tensor | None, context: Context | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """x [B, N, C] -> (tokens [B, G or N, C], this stage's group tokens [B, S, C], soft [B, G, N])."""
+        """x [B, N, C] -> (tokens [B, G or N, C], this stage's group tokens [B, S, C], soft [B, G, N]).
+
+        With a ``context`` (text tokens) the fused blocks let image and group tokens attend to it.
+        """
         group_tokens = None
         if self.group_token is not None:
             group_tokens = self.group_token.expand(x.shape[0], -1, -1)
@@ -91,10 +108,13 @@ class GroupingStage(nn.Module):
                 group_tokens = group_tokens + self.group_projector(prev_group_tokens)
             x = torch.cat([x, group_tokens], dim=1)
         for block in self.blocks:
+            extra = (
+                (False, context) if context is not None and isinstance(block, FusedTransformerBlock) else ()
+            )
             if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False)
+                x = checkpoint(block, x, *extra, use_reentrant=False)
             else:
-                x = block(x)
+                x = block(x, *extra)
         if self.grouping is None:
             return x, None, None
         x, group_tokens = x[:, : -self.num_group_tokens], x[:, -self.num_group_tokens :]
@@ -103,9 +123,13 @@ class GroupingStage(nn.Module):
 
 
 class GroupViTVisionTower(nn.Module):
-    """Images [B, 3, H, W] -> final segment tokens [B, G_last, C] (+ per-stage soft assignments)."""
+    """Images [B, 3, H, W] -> final segment tokens [B, G_last, C] (+ per-stage soft assignments).
 
-    def __init__(self, cfg: VisionConfig) -> None:
+    ``fusion_layers`` > 0: the last that many blocks of every grouping stage (all of a shorter stage)
+    are :class:`~groupvit.layers.fusion.FusedTransformerBlock` s over ``context_dim``-wide text tokens.
+    """
+
+    def __init__(self, cfg: VisionConfig, fusion_layers: int = 0, context_dim: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
         self.width = cfg.width
@@ -120,8 +144,20 @@ class GroupViTVisionTower(nn.Module):
         for i, (depth, heads, num_tokens) in enumerate(zip(cfg.depths, cfg.num_heads, cfg.num_group_tokens)):
             prev_tokens = cfg.num_group_tokens[i - 1] if i > 0 else 0
             num_out = next(outputs) if num_tokens > 0 else 0
+            # only grouping stages are fused: the text decides how tokens group, not the last blocks
+            fused = fusion_layers if num_tokens > 0 else 0
             stages.append(
-                GroupingStage(cfg, depth, heads, num_tokens, num_out, prev_tokens, dpr[start : start + depth])
+                GroupingStage(
+                    cfg,
+                    depth,
+                    heads,
+                    num_tokens,
+                    num_out,
+                    prev_tokens,
+                    dpr[start : start + depth],
+                    fused,
+                    context_dim,
+                )
             )
             start += depth
         self.stages = nn.ModuleList(stages)
@@ -134,7 +170,7 @@ class GroupViTVisionTower(nn.Module):
         Group tokens are trunc-normal too, except for stages with a group projector: their tokens start
         at zero so that the stage's group tokens are initially just the projected previous groups.
         """
-        self.apply(_init_vit_weights)
+        self.apply(_init_vit_weights)  # the fusion gates are parameters, not modules: they stay 0
         trunc_normal_(self.pos_embed, std=0.02)
         for stage in self.stages:
             if stage.group_token is not None:
@@ -147,14 +183,18 @@ class GroupViTVisionTower(nn.Module):
         for stage in self.stages:
             stage.grad_checkpointing = enable
 
-    def forward_features(self, images: torch.Tensor) -> VisionFeatures:
-        """images [B, C, H, W] (any H, W >= patch) -> :class:`VisionFeatures`."""
+    def forward_features(self, images: torch.Tensor, context: Context | None = None) -> VisionFeatures:
+        """images [B, C, H, W] (any H, W >= patch) -> :class:`VisionFeatures`.
+
+        ``context``: text tokens [B, L, C_text] for the fused blocks; None (or no fused block) is the
+        unfused tower.
+        """
         x, grid = self.patch_embed(images)  # (B, h*w, C)
         x = x + resample_pos_embed(self.pos_embed, grid, self.pos_grid).to(x.dtype)
         assignments = []
         group_tokens = None
         for stage in self.stages:
-            x, group_tokens, soft = stage(x, group_tokens)
+            x, group_tokens, soft = stage(x, group_tokens, context)
             if soft is not None:
                 assignments.append(soft)
         return VisionFeatures(self.norm(x), tuple(assignments), grid)
