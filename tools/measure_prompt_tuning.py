@@ -84,6 +84,7 @@ def train(options: dict, shared_cache: dict) -> tuple:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--val", type=Path, required=True, help="scored segmentation set (mmseg layout)")
+    parser.add_argument("--pool", default="data/pool/val", help="labelled images (mmseg layout)")
     parser.add_argument("--kinds", nargs="+", default=["embedding", "context", "context_per_class"])
     parser.add_argument("--ks", nargs="+", default=["1", "4", "16", "all"])
     parser.add_argument("--lrs", nargs="+", type=float, default=[1e-2])
@@ -113,6 +114,7 @@ def main() -> int:
                     options = {
                         "model.prompt_kind": kind.split("_")[0],
                         "model.shared_context": kind != "context_per_class",
+                        "train_dataloader.dataset.data_root": args.pool,
                         "train_dataloader.dataset.k": None if k == "all" else int(k),
                         "train_dataloader.dataset.seed": seed,
                         "optim_wrapper.optimizer.lr": lr,
