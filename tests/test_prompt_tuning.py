@@ -173,3 +173,53 @@ def test_few_shot_draw_is_seeded_and_covers_every_class() -> None:
         assert sum(label in present[i] for i in first) >= 2
     assert choose_few_shot(present, 3, k=None, seed=0) == list(range(6))
     assert len(set(first)) == len(first)
+
+
+@needs_shipped
+def test_mmseg_segmentor_and_demo_take_the_prompt_file(shipped, tmp_path) -> None:
+    import importlib.util
+
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    import mmseg_plugins  # noqa: F401
+
+    embeds = F.normalize(torch.randn(8, 64), dim=-1)
+    path = save_prompts(
+        PromptSet(tuple(NAMES), embeds, "embedding", model_fingerprint(shipped)), tmp_path / "p.safetensors"
+    )
+    init_default_scope("mmseg")
+    segmentor = MODELS.build(
+        dict(type="GroupViTSegmentor", model_name="groupvit_tiny_synthetic", checkpoint=str(SHIPPED),
+             class_names=("background", *NAMES), prompts=str(path))
+    )  # fmt: skip
+    assert torch.equal(segmentor.segmenter.class_embeddings, embeds)
+    unfit = MODELS.build(
+        dict(type="GroupViTSegmentor", model_name="groupvit_tiny_synthetic", class_names=("background", *NAMES),
+             prompts=str(path))
+    )  # fmt: skip
+    with pytest.raises(InputError, match="not to this one"):  # random weights: not the prompts' model
+        unfit.encode_decode(torch.zeros(1, 3, 64, 64))
+    spec = importlib.util.spec_from_file_location("groupvit_demo", ROOT / "tools" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    args = demo.parse_args(
+        [
+            "x.png",
+            "--vocab",
+            ",".join(NAMES),
+            "--checkpoint",
+            str(SHIPPED),
+            "--prompts",
+            str(path),
+            "--device",
+            "cpu",
+        ]
+    )
+    segmenter, _ = demo.build_segmenter(args)
+    assert torch.equal(segmenter.class_embeddings, embeds)
+    args = demo.parse_args(
+        ["x.png", "--vocab", "apple,house", "--checkpoint", str(SHIPPED), "--prompts", str(path)]
+    )
+    with pytest.raises(InputError, match="were tuned for classes"):
+        demo.build_segmenter(args)

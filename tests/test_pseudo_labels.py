@@ -98,3 +98,25 @@ def test_writer_on_generated_scenes_reads_back_as_grounding_data(tmp_path: Path,
     capsys.readouterr()
     assert cli.main(args) == 2  # a second run never writes over the first
     assert "exists and is not an empty folder" in capsys.readouterr().err
+    _selftrain_step_reads(out)
+
+
+def _selftrain_step_reads(pseudo: Path) -> None:
+    """The self-training config's dataset reads the writer's folder and its model scores the masks."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import DATASETS, MODELS
+
+    import mmseg_plugins  # noqa: F401
+    from mmseg_plugins.train_data import image_text_collate
+
+    cfg = Config.fromfile(str(ROOT / "configs/groupvit/groupvit_tiny_synthetic_selftrain.py"))
+    assert cfg.model.grounding_weight == 1.0 and cfg.model.grounding_fusion is False
+    init_default_scope("mmseg")
+    dataset = DATASETS.build({**cfg.train_dataloader.dataset, "data_root": str(pseudo)})
+    batch = image_text_collate([dataset[i] for i in range(4)])
+    torch.manual_seed(0)
+    model = MODELS.build({**cfg.model, "checkpoint": str(SHIPPED)}).train()
+    losses = model(batch["inputs"], batch["data_samples"], mode="loss")
+    assert {"loss_itc", "loss_multi_label", "loss_grounding"} <= losses.keys()
+    assert 0.0 < float(losses["loss_grounding"]) < 10.0

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from groupvit.cli.args import unit_interval
+from groupvit.cli.args import at_least, unit_interval
 from groupvit.cli.grounder import add_grounder_arguments, build_grounder
 from groupvit.errors import InputError, report_input_errors
 
@@ -52,7 +52,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=0.5,
         help="keep phrases scoring at least this (default 0.5)",
     )
-    parser.add_argument("--max-images", type=int, help="label only the first N records")
+    parser.add_argument("--max-images", type=at_least(1), help="label only the first N records")
+    parser.add_argument(
+        "--short-side", type=at_least(8), help="grounding image size (default: the preset's evaluation size)"
+    )
     parser.add_argument("--truth", type=Path, help="grounding.jsonl with ground truth for the same records")
     parser.add_argument(
         "--report", type=unit_interval, nargs="+", default=[0.3, 0.5, 0.7, 0.9], help="thresholds of --truth"
@@ -95,6 +98,7 @@ def place_image(source: Path, target: Path) -> None:
 @report_input_errors("groupvit-pseudo-label")
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    from groupvit.preprocess import EvalTransform
     from groupvit.pseudo_labels import pseudo_label, score_pseudo_labels
 
     check_out(args.out)
@@ -113,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if truth is not None and args.threshold > min(args.report):
         raise InputError(f"--report thresholds below --threshold {args.threshold} cannot be scored")
     grounder = build_grounder(args)
+    if args.short_side is not None:
+        grounder.transform = EvalTransform(args.short_side)
     (args.out / "images").mkdir(parents=True, exist_ok=True)
     (args.out / "ann_dir").mkdir()
     grounded = kept = 0
