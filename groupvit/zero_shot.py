@@ -26,6 +26,7 @@ stateful :class:`ZeroShotSegmenter` over them and its result types. Import each 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
@@ -33,6 +34,7 @@ from torch import Tensor, nn
 
 from groupvit.config import RefineConfig
 from groupvit.errors import InputError
+from groupvit.prompts import PromptSet, check_prompts
 from groupvit.refine.pamr import pamr
 from groupvit.refine.soft_groups import mix_scores, pixel_group_weights
 from groupvit.refine.synonyms import synonym_embeddings
@@ -105,6 +107,9 @@ class ZeroShotSegmenter:
             :mod:`groupvit.class_file`), averaged into its embedding; None: each class's name.
         refine: test-time refinements (PAMR, soft groups, scales and flip); None: all off, the
             paper's protocol.
+        prompts: tuned prompts (:class:`groupvit.prompts.PromptSet` or its ``.safetensors`` file)
+            whose class embeddings replace the templates' (:mod:`groupvit.prompt_tuning`); they
+            must have been tuned on this model for these ``class_names``, else an :class:`InputError`.
     """
 
     def __init__(
@@ -121,6 +126,7 @@ class ZeroShotSegmenter:
         stride: int | tuple[int, int] = 224,
         synonyms: Sequence[Sequence[str]] | None = None,
         refine: RefineConfig | None = None,
+        prompts: PromptSet | str | Path | None = None,
     ) -> None:
         if not 0.0 <= bg_thresh <= 1.0:
             raise InputError(f"bg_thresh must be in [0, 1], got {bg_thresh}")
@@ -145,6 +151,10 @@ class ZeroShotSegmenter:
         self.background, self.bg_thresh, self.top_k, self.mode = background, float(bg_thresh), top_k, mode
         self._tokenizer = tokenizer
         self._cache: tuple[tuple, Tensor] | None = None
+        if prompts is not None and synonyms is not None:
+            # tuned prompts are the class embeddings; synonyms would be silently ignored
+            raise InputError("give prompts or synonyms, not both: tuned prompts replace the class texts")
+        self._prompts = None if prompts is None else check_prompts(prompts, model, self._class_names)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -190,9 +200,11 @@ class ZeroShotSegmenter:
 
         Computed on first use and cached; recomputed when the model moves to another
         device / dtype or its parameters are modified in place (a training step, a
-        ``load_state_dict``).
+        ``load_state_dict``). With ``prompts``: their tuned embeddings.
         """
         device, dtype = device_dtype(self.model)
+        if self._prompts is not None:
+            return self._prompts.class_embeddings.to(device=device, dtype=dtype)
         key = (device, dtype, tuple((id(p), _version(p)) for p in self.model.parameters()))
         if self._cache is None or self._cache[0] != key:
             embeds = (

@@ -28,4 +28,4 @@ __all__ = [
     "GroupViTVisualizer",
     "PresetResize",
 ]
-from mmseg_plugins import distributed, hooks, loops, rng_state, runner, train_data, train_model  # noqa: E402, F401  (training)
+from mmseg_plugins import distributed, hooks, loops, prompt_tuning, rng_state, runner, train_data, train_model  # noqa: E402, F401  (training)

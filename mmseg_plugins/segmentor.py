@@ -71,6 +71,9 @@ class GroupViTSegmentor(BaseSegmentor):
         bg_thresh: background threshold; None: the benchmark's ``DATASET_BG_THRESH`` (0.95 VOC /
             COCO-Object, 0.35 PASCAL Context in the paper), else the preset's ``config.inference``.
         top_k: image-level classes kept per image.
+        prompts: a prompt file of :mod:`groupvit.prompt_tuning` (``.safetensors``, tuned on this
+            model's weights for these class names) whose class embeddings replace the templates'
+            (``mim test ... --cfg-options model.prompts=FILE``).
         test_cfg: ``dict(mode="whole")`` or ``dict(mode="slide", crop_size=(h, w), stride=(h, w))``, plus
             any :class:`groupvit.config.RefineConfig` field (``pamr_iterations``, ``pamr_dilations``,
             ``soft_groups``, ``scales``, ``flip``): test-time refinements, all off when absent.
@@ -90,6 +93,7 @@ class GroupViTSegmentor(BaseSegmentor):
         background: bool = True,
         bg_thresh: float | None = None,
         top_k: int = 5,
+        prompts: str | None = None,
         test_cfg: dict | None = None,
         data_preprocessor: dict | None = None,
         init_cfg: dict | None = None,
@@ -114,6 +118,7 @@ class GroupViTSegmentor(BaseSegmentor):
         self.background = background
         self.bg_thresh = float(bg_thresh)
         self.top_k = top_k
+        self.prompts = prompts
         self.align_corners = False
         self._dataset_meta: dict | None = None
         self._segmenter: ZeroShotSegmenter | None = None
@@ -185,6 +190,7 @@ class GroupViTSegmentor(BaseSegmentor):
                 bg_thresh=self.bg_thresh,
                 top_k=self.top_k,
                 mode=mode,
+                prompts=self.segmenter_prompts(),
                 **(
                     {"window": self.test_cfg["crop_size"], "stride": self.test_cfg["stride"]}
                     if mode == "slide"
@@ -192,6 +198,10 @@ class GroupViTSegmentor(BaseSegmentor):
                 ),
             )
         return self._segmenter
+
+    def segmenter_prompts(self) -> Any:
+        """Tuned prompts for the segmenter (a file or a ``groupvit.prompts.PromptSet``), or None."""
+        return self.prompts
 
     # -- mmseg interface ------------------------------------------------------------------------------
 

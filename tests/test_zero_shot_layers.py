@@ -115,3 +115,14 @@ def test_zero_shot_modules_export_only_their_own_names(module: str) -> None:
     mod = importlib.import_module(module)
     foreign = [name for name in mod.__all__ if getattr(getattr(mod, name), "__module__", module) != module]
     assert foreign == [], foreign
+
+
+def test_prompts_and_synonyms_exclude_each_other(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="give prompts or synonyms, not both"):
+        ZeroShotSegmenter(
+            FakeGroupViT().eval(),
+            CLASSES,
+            _tokenizer,
+            synonyms=[[c] for c in CLASSES],
+            prompts=tmp_path / "p",
+        )

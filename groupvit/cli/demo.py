@@ -105,6 +105,11 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "groupvit-demo") -
         help="prompt templates (default: simple)",
     )
     parser.add_argument(
+        "--prompts",
+        type=Path,
+        help="tuned prompts (.safetensors of prompt tuning) for exactly these classes and this checkpoint",
+    )
+    parser.add_argument(
         "--short-side",
         type=int,
         help="inference short side in pixels, at least the model's patch size (default: twice the "
@@ -297,6 +302,7 @@ def build_segmenter(args: argparse.Namespace) -> tuple[groupvit.ZeroShotSegmente
         mode=args.mode,
         window=short_side,
         stride=max(1, short_side // 2),
+        prompts=args.prompts,
     )
     return segmenter, short_side
 

@@ -78,7 +78,12 @@ class TextTransformer(nn.Module):
         ``context``: image tokens [B, N, C_image] for the fused blocks (None: the unfused tower).
         """
         self._check_tokens(tokens)
-        x = self.token_embedding(tokens) + self.positional_embedding[: tokens.shape[1]]
+        return self.encode_embeddings(self.token_embedding(tokens), context)
+
+    def encode_embeddings(self, x: torch.Tensor, context: Context | None = None) -> torch.Tensor:
+        """Input embeddings [B, L, width] (token embeddings, or learned context vectors in their
+        place: prompt tuning) -> per-token features after the final LN [B, L, width]."""
+        x = x + self.positional_embedding[: x.shape[1]]
         for block in self.blocks:
             extra = (context,) if context is not None and isinstance(block, FusedTransformerBlock) else ()
             if self.grad_checkpointing and torch.is_grad_enabled():
