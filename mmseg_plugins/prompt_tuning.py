@@ -31,8 +31,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from groupvit.errors import InputError
-from groupvit.factory import get_model_config, get_tokenizer, list_models
+from groupvit.factory import get_tokenizer
 from groupvit.preprocess import EvalTransform
+from groupvit.presets import get_model_config, list_models
 from groupvit.prompt_tuning import PromptLearner, group_log_probs, group_targets, prompt_tuning_loss
 from groupvit.prompts import PromptSet, model_fingerprint, save_prompts
 from groupvit.templates import get_templates

@@ -202,7 +202,7 @@ def test_short_run_on_own_captions_without_val_folder(tmp_path: Path, one_thread
 
 def test_shape_config_is_the_colour_config_with_the_shape_data() -> None:
     from groupvit.data.synthetic_shapes import SHAPE_CLASSES
-    from groupvit.factory import get_model_config
+    from groupvit.presets import get_model_config
 
     shapes = Config.fromfile(REPO / "configs" / "groupvit" / "groupvit_tiny_synthetic_shapes.py")
     colour = Config.fromfile(REPO / "configs" / "groupvit" / "groupvit_tiny_synthetic.py")
