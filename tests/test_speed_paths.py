@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from groupvit import create_model
 from groupvit.layers import Linear
+from groupvit.layers import linear as linear_mod
 from groupvit.models.groupvit import SegmentationFeatures
 from groupvit.models.text import trimmed_length
 from groupvit.zero_shot_functional import (
@@ -72,30 +76,87 @@ def test_full_length_rows_are_not_trimmed() -> None:
         torch.testing.assert_close(model.text(tokens), model.text.forward_features(tokens)[:, -1])
 
 
-@pytest.mark.parametrize("shape", [(2, 300, 48), (1000, 48), (4, 15, 48)])  # oneDNN, oneDNN, F.linear
-def test_linear_matches_f_linear(shape: tuple[int, ...]) -> None:
+def _grads(fn, x: torch.Tensor, layer: Linear) -> tuple[torch.Tensor, ...]:
+    out = fn(x, layer.weight, layer.bias)
+    return (out, *torch.autograd.grad(out.square().sum(), (x, layer.weight, layer.bias)))
+
+
+@pytest.mark.parametrize("path", sorted(linear_mod.PATHS))
+@pytest.mark.parametrize("shape", [(2, 300, 48), (1000, 48), (4, 15, 48)])
+def test_both_linear_paths_match_f_linear(path: str, shape: tuple[int, ...]) -> None:
+    """Whichever path the measurement picks, forward and gradients are F.linear's to fp32 rounding."""
     x = torch.randn(*shape, requires_grad=True)
     layer = Linear(48, 80)
-    out = layer(x)
-    grads = torch.autograd.grad(out.square().sum(), (x, layer.weight, layer.bias))
-    ref = F.linear(x, layer.weight, layer.bias)
-    ref_grads = torch.autograd.grad(ref.square().sum(), (x, layer.weight, layer.bias))
+    out, *grads = _grads(linear_mod.PATHS[path], x, layer)
+    ref, *ref_grads = _grads(F.linear, x, layer)
     assert out.shape == (*shape[:-1], 80) and out.is_contiguous()
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, atol=1e-4, rtol=1e-5)
 
 
-def test_linear_non_contiguous_input_and_switch_off() -> None:
-    layer = Linear(64, 32)
-    x = torch.randn(3, 64, 200).transpose(1, 2)  # [3, 200, 64], not contiguous (token-mixing MLP)
-    torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
-    torch.backends.mkldnn.enabled = False
-    try:
-        torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
-    finally:
-        torch.backends.mkldnn.enabled = True
-    assert set(layer.state_dict()) == {"weight", "bias"}  # checkpoints see a plain nn.Linear
+def test_linear_runs_the_measured_path_once_per_kind() -> None:
+    linear_mod.clear_choices()
+    layer = Linear(48, 80)
+    x = torch.randn(2, 300, 48, requires_grad=True)
+    with torch.no_grad():
+        out = layer(x)
+    _, *grads = _grads(linear_mod.linear, x, layer)
+    threads = torch.get_num_threads()
+    choices = linear_mod.chosen_paths()
+    # inference and training are separate kinds: the backward decides as much as the forward
+    assert set(choices) == {
+        (600, 48, 80, True, False, False, False, threads),
+        (600, 48, 80, True, True, True, True, threads),
+    }
+    assert set(choices.values()) <= set(linear_mod.PATHS)
+    inference_path = choices[600, 48, 80, True, False, False, False, threads]
+    assert torch.equal(out, linear_mod.PATHS[inference_path](x.detach(), layer.weight, layer.bias))
+    _, *path_grads = _grads(linear_mod.PATHS[choices[600, 48, 80, True, True, True, True, threads]], x, layer)
+    for g, r in zip(grads, path_grads):
+        assert torch.equal(g, r)
+    layer(x)
+    assert linear_mod.chosen_paths() == choices  # cached: no second measurement
+
+
+def test_faster_path_needs_a_clear_win_for_onednn() -> None:
+    assert linear_mod.faster_path({"blas": [1.0, 0.9], "onednn": [0.8, 1.2]}) == "onednn"
+    assert linear_mod.faster_path({"blas": [1.0, 0.9], "onednn": [0.87, 1.0]}) == "blas"  # within 5%
+    assert linear_mod.faster_path({"blas": [0.5], "onednn": [0.9]}) == "blas"
+
+
+def test_time_paths_times_forward_and_backward_without_touching_the_inputs() -> None:
+    x, w, b = torch.randn(256, 64), torch.randn(96, 64, requires_grad=True), torch.randn(96)
+    times = linear_mod.time_paths(x, w, b, (False, True, False))
+    assert {k: len(v) for k, v in times.items()} == {"blas": linear_mod.ROUNDS, "onednn": linear_mod.ROUNDS}
+    assert all(t > 0 for v in times.values() for t in v)
+    assert w.grad is None and not x.requires_grad
+
+
+def test_concurrent_first_calls_measure_once_and_agree() -> None:
+    linear_mod.clear_choices()
+    layer = Linear(64, 128)
+    x = torch.randn(512, 64)
+    outs: list[torch.Tensor] = []
+    with torch.no_grad():
+        threads = [threading.Thread(target=lambda: outs.append(layer(x))) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(linear_mod.chosen_paths()) == 1
+    assert all(torch.equal(o, outs[0]) for o in outs)
+
+
+def test_small_products_and_dispatch_modes_are_not_measured() -> None:
+    linear_mod.clear_choices()
+    layer = Linear(48, 80)
+    with torch.no_grad():
+        layer(torch.randn(4, 15, 48))  # 60 x 48 x 80 multiply-adds: below MIN_MACS
+        with FlopCounterMode(display=False) as counter:
+            layer(torch.randn(2, 300, 48))
+    assert linear_mod.chosen_paths() == {}
+    assert counter.get_total_flops() == 2 * 600 * 48 * 80
 
 
 @pytest.mark.parametrize("background", [True, False])

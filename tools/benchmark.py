@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -42,6 +43,7 @@ import benchmark_isa  # noqa: E402
 import benchmark_workloads as wl  # noqa: E402
 
 from groupvit.class_names import VOC_CLASSES  # noqa: E402
+from groupvit.layers import linear as linear_paths  # noqa: E402
 from groupvit.tokenizer import Tokenizer  # noqa: E402
 
 # dense bf16 tensor-core peaks (TFLOP/s) for MFU; --peak-tflops overrides
@@ -370,6 +372,12 @@ def main(argv: list[str] | None = None) -> dict:
         print(format_table(rows[-len(impls) :]), flush=True)
 
     report["results"] = rows
+    # what the measurement picked for each product of our model (groupvit.layers.linear)
+    report["linear_paths"] = [[*key, path] for key, path in linear_paths.chosen_paths().items()]
+    print(
+        "linear paths (rows, in, out, bias, x/w/b grad, threads -> path):",
+        Counter((key[4] or key[5], path) for key, path in linear_paths.chosen_paths().items()),
+    )
     print()
     print(
         f"{report['machine']['cpu']}, {report['machine']['torch_threads']} threads, torch {torch.__version__}, "
