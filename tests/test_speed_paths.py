@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import threading
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 from groupvit import create_model
 from groupvit.layers import Linear
@@ -81,13 +83,12 @@ def _grads(fn, x: torch.Tensor, layer: Linear) -> tuple[torch.Tensor, ...]:
     return (out, *torch.autograd.grad(out.square().sum(), (x, layer.weight, layer.bias)))
 
 
-@pytest.mark.parametrize("path", sorted(linear_mod.PATHS))
 @pytest.mark.parametrize("shape", [(2, 300, 48), (1000, 48), (4, 15, 48)])
-def test_both_linear_paths_match_f_linear(path: str, shape: tuple[int, ...]) -> None:
-    """Whichever path the measurement picks, forward and gradients are F.linear's to fp32 rounding."""
+def test_onednn_linear_matches_f_linear(shape: tuple[int, ...]) -> None:
+    """The oneDNN path's forward and gradients are F.linear's to fp32 rounding."""
     x = torch.randn(*shape, requires_grad=True)
     layer = Linear(48, 80)
-    out, *grads = _grads(linear_mod.PATHS[path], x, layer)
+    out, *grads = _grads(linear_mod.onednn_linear, x, layer)
     ref, *ref_grads = _grads(F.linear, x, layer)
     assert out.shape == (*shape[:-1], 80) and out.is_contiguous()
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
@@ -95,68 +96,41 @@ def test_both_linear_paths_match_f_linear(path: str, shape: tuple[int, ...]) -> 
         torch.testing.assert_close(g, r, atol=1e-4, rtol=1e-5)
 
 
-def test_linear_runs_the_measured_path_once_per_kind() -> None:
-    linear_mod.clear_choices()
-    layer = Linear(48, 80)
-    x = torch.randn(2, 300, 48, requires_grad=True)
-    with torch.no_grad():
-        out = layer(x)
-    _, *grads = _grads(linear_mod.linear, x, layer)
-    threads = torch.get_num_threads()
-    choices = linear_mod.chosen_paths()
-    # inference and training are separate kinds: the backward decides as much as the forward
-    assert set(choices) == {
-        (600, 48, 80, True, False, False, False, threads),
-        (600, 48, 80, True, True, True, True, threads),
+@pytest.mark.parametrize("capability, onednn", [("AVX512", True), ("AVX2", False), ("DEFAULT", False)])
+def test_linear_follows_the_instruction_set(
+    monkeypatch: pytest.MonkeyPatch, capability: str, onednn: bool
+) -> None:
+    """oneDNN for large products exactly when torch's CPU kernels run AVX-512, F.linear otherwise."""
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    linear_mod.onednn_preferred.cache_clear()
+    try:
+        assert linear_mod.onednn_preferred() == (onednn and torch.backends.mkldnn.is_available())
+        layer = Linear(48, 80)
+        x = torch.randn(2, 300, 48, requires_grad=True)
+        expected = linear_mod.onednn_linear if linear_mod.onednn_preferred() else F.linear
+        out, *grads = _grads(linear_mod.linear, x, layer)
+        ref, *ref_grads = _grads(expected, x, layer)
+        assert torch.equal(out, ref) and all(torch.equal(g, r) for g, r in zip(grads, ref_grads))
+        small = torch.randn(4, 15, 48)  # 60 rows < MIN_ROWS: always F.linear
+        assert torch.equal(layer(small), F.linear(small, layer.weight, layer.bias))
+    finally:
+        linear_mod.onednn_preferred.cache_clear()
+
+
+def test_avx2_limit_turns_onednn_off() -> None:
+    """The real switch: torch started under ATEN_CPU_CAPABILITY=avx2 runs every product on BLAS."""
+    code = (
+        "import torch; from groupvit.layers import linear as m; "
+        "print(torch.backends.cpu.get_cpu_capability(), m.onednn_preferred())"
+    )
+    env = {
+        **os.environ,
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
-    assert set(choices.values()) <= set(linear_mod.PATHS)
-    inference_path = choices[600, 48, 80, True, False, False, False, threads]
-    assert torch.equal(out, linear_mod.PATHS[inference_path](x.detach(), layer.weight, layer.bias))
-    _, *path_grads = _grads(linear_mod.PATHS[choices[600, 48, 80, True, True, True, True, threads]], x, layer)
-    for g, r in zip(grads, path_grads):
-        assert torch.equal(g, r)
-    layer(x)
-    assert linear_mod.chosen_paths() == choices  # cached: no second measurement
-
-
-def test_faster_path_needs_a_clear_win_for_onednn() -> None:
-    assert linear_mod.faster_path({"blas": [1.0, 0.9], "onednn": [0.8, 1.2]}) == "onednn"
-    assert linear_mod.faster_path({"blas": [1.0, 0.9], "onednn": [0.87, 1.0]}) == "blas"  # within 5%
-    assert linear_mod.faster_path({"blas": [0.5], "onednn": [0.9]}) == "blas"
-
-
-def test_time_paths_times_forward_and_backward_without_touching_the_inputs() -> None:
-    x, w, b = torch.randn(256, 64), torch.randn(96, 64, requires_grad=True), torch.randn(96)
-    times = linear_mod.time_paths(x, w, b, (False, True, False))
-    assert {k: len(v) for k, v in times.items()} == {"blas": linear_mod.ROUNDS, "onednn": linear_mod.ROUNDS}
-    assert all(t > 0 for v in times.values() for t in v)
-    assert w.grad is None and not x.requires_grad
-
-
-def test_concurrent_first_calls_measure_once_and_agree() -> None:
-    linear_mod.clear_choices()
-    layer = Linear(64, 128)
-    x = torch.randn(512, 64)
-    outs: list[torch.Tensor] = []
-    with torch.no_grad():
-        threads = [threading.Thread(target=lambda: outs.append(layer(x))) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert len(linear_mod.chosen_paths()) == 1
-    assert all(torch.equal(o, outs[0]) for o in outs)
-
-
-def test_small_products_and_dispatch_modes_are_not_measured() -> None:
-    linear_mod.clear_choices()
-    layer = Linear(48, 80)
-    with torch.no_grad():
-        layer(torch.randn(4, 15, 48))  # 60 x 48 x 80 multiply-adds: below MIN_MACS
-        with FlopCounterMode(display=False) as counter:
-            layer(torch.randn(2, 300, 48))
-    assert linear_mod.chosen_paths() == {}
-    assert counter.get_total_flops() == 2 * 600 * 48 * 80
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    capability, preferred = out.stdout.split()
+    assert preferred == "False" and capability in {"AVX2", "DEFAULT"}
 
 
 @pytest.mark.parametrize("background", [True, False])

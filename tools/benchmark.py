@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -372,12 +371,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(format_table(rows[-len(impls) :]), flush=True)
 
     report["results"] = rows
-    # what the measurement picked for each product of our model (groupvit.layers.linear)
-    report["linear_paths"] = [[*key, path] for key, path in linear_paths.chosen_paths().items()]
-    print(
-        "linear paths (rows, in, out, bias, x/w/b grad, threads -> path):",
-        Counter((key[4] or key[5], path) for key, path in linear_paths.chosen_paths().items()),
-    )
+    # the kernel of our large CPU float32 products (groupvit.layers.linear: oneDNN on AVX-512, else BLAS)
+    report["linear_path"] = "onednn" if linear_paths.onednn_preferred() else "blas"
+    print(f"linear path: {report['linear_path']}")
     print()
     print(
         f"{report['machine']['cpu']}, {report['machine']['torch_threads']} threads, torch {torch.__version__}, "
