@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from groupvit import create_model
 from groupvit.layers import Linear
+from groupvit.layers import linear as linear_mod
 from groupvit.models.groupvit import SegmentationFeatures
 from groupvit.models.text import trimmed_length
 from groupvit.zero_shot_functional import (
@@ -72,30 +78,59 @@ def test_full_length_rows_are_not_trimmed() -> None:
         torch.testing.assert_close(model.text(tokens), model.text.forward_features(tokens)[:, -1])
 
 
-@pytest.mark.parametrize("shape", [(2, 300, 48), (1000, 48), (4, 15, 48)])  # oneDNN, oneDNN, F.linear
-def test_linear_matches_f_linear(shape: tuple[int, ...]) -> None:
+def _grads(fn, x: torch.Tensor, layer: Linear) -> tuple[torch.Tensor, ...]:
+    out = fn(x, layer.weight, layer.bias)
+    return (out, *torch.autograd.grad(out.square().sum(), (x, layer.weight, layer.bias)))
+
+
+@pytest.mark.parametrize("shape", [(2, 300, 48), (1000, 48), (4, 15, 48)])
+def test_onednn_linear_matches_f_linear(shape: tuple[int, ...]) -> None:
+    """The oneDNN path's forward and gradients are F.linear's to fp32 rounding."""
     x = torch.randn(*shape, requires_grad=True)
     layer = Linear(48, 80)
-    out = layer(x)
-    grads = torch.autograd.grad(out.square().sum(), (x, layer.weight, layer.bias))
-    ref = F.linear(x, layer.weight, layer.bias)
-    ref_grads = torch.autograd.grad(ref.square().sum(), (x, layer.weight, layer.bias))
+    out, *grads = _grads(linear_mod.onednn_linear, x, layer)
+    ref, *ref_grads = _grads(F.linear, x, layer)
     assert out.shape == (*shape[:-1], 80) and out.is_contiguous()
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, atol=1e-4, rtol=1e-5)
 
 
-def test_linear_non_contiguous_input_and_switch_off() -> None:
-    layer = Linear(64, 32)
-    x = torch.randn(3, 64, 200).transpose(1, 2)  # [3, 200, 64], not contiguous (token-mixing MLP)
-    torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
-    torch.backends.mkldnn.enabled = False
+@pytest.mark.parametrize("capability, onednn", [("AVX512", True), ("AVX2", False), ("DEFAULT", False)])
+def test_linear_follows_the_instruction_set(
+    monkeypatch: pytest.MonkeyPatch, capability: str, onednn: bool
+) -> None:
+    """oneDNN for large products exactly when torch's CPU kernels run AVX-512, F.linear otherwise."""
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    linear_mod.onednn_preferred.cache_clear()
     try:
-        torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
+        assert linear_mod.onednn_preferred() == (onednn and torch.backends.mkldnn.is_available())
+        layer = Linear(48, 80)
+        x = torch.randn(2, 300, 48, requires_grad=True)
+        expected = linear_mod.onednn_linear if linear_mod.onednn_preferred() else F.linear
+        out, *grads = _grads(linear_mod.linear, x, layer)
+        ref, *ref_grads = _grads(expected, x, layer)
+        assert torch.equal(out, ref) and all(torch.equal(g, r) for g, r in zip(grads, ref_grads))
+        small = torch.randn(4, 15, 48)  # 60 rows < MIN_ROWS: always F.linear
+        assert torch.equal(layer(small), F.linear(small, layer.weight, layer.bias))
     finally:
-        torch.backends.mkldnn.enabled = True
-    assert set(layer.state_dict()) == {"weight", "bias"}  # checkpoints see a plain nn.Linear
+        linear_mod.onednn_preferred.cache_clear()
+
+
+def test_avx2_limit_turns_onednn_off() -> None:
+    """The real switch: torch started under ATEN_CPU_CAPABILITY=avx2 runs every product on BLAS."""
+    code = (
+        "import torch; from groupvit.layers import linear as m; "
+        "print(torch.backends.cpu.get_cpu_capability(), m.onednn_preferred())"
+    )
+    env = {
+        **os.environ,
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    capability, preferred = out.stdout.split()
+    assert preferred == "False" and capability in {"AVX2", "DEFAULT"}
 
 
 @pytest.mark.parametrize("background", [True, False])

@@ -2,6 +2,7 @@
 
     python tools/benchmark.py --device cpu --repeats 5            # fp32, 2 threads by default
     python tools/benchmark.py --device cuda --compile             # bf16 autocast, train batch 256
+    python tools/benchmark.py --isa native avx2                   # one process and table per ISA
 
 Loads one set of random ``groupvit_s`` weights into both implementations, checks that their
 outputs agree, then times (interleaved, ``--warmup`` + ``--repeats`` runs each, the median):
@@ -14,7 +15,9 @@ outputs agree, then times (interleaved, ``--warmup`` + ``--repeats`` runs each, 
 and reports peak memory (own weights, buffers, optimiser state and inputs + the most memory
 allocated during one run: profiler allocation events on CPU, ``max_memory_allocated`` on CUDA)
 and FLOPs (``FlopCounterMode``), with model FLOPs utilisation when the peak is known. A table is
-printed and everything (machine, load average, all run times) goes to a JSON file.
+printed and everything (machine, instruction set, load average, all run times) goes to a JSON file.
+With ``--isa`` the benchmark re-runs itself once per instruction set in a child process whose
+environment caps torch, oneDNN and MKL (``benchmark_isa.isa_env``), then prints one table per ISA.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,9 +38,11 @@ import torch
 from torch.utils import flop_counter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchmark_isa  # noqa: E402
 import benchmark_workloads as wl  # noqa: E402
 
 from groupvit.class_names import VOC_CLASSES  # noqa: E402
+from groupvit.layers import linear as linear_paths  # noqa: E402
 from groupvit.tokenizer import Tokenizer  # noqa: E402
 
 # dense bf16 tensor-core peaks (TFLOP/s) for MFU; --peak-tflops overrides
@@ -59,6 +65,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-hf", action="store_true", help="time our model only")
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (bf16 on CUDA)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--isa",
+        nargs="+",
+        default=None,
+        choices=sorted(benchmark_isa.ISA_LIMITS),
+        help="re-run once per instruction set (a child process each, torch/oneDNN/MKL capped); "
+        "JSON per ISA as <out stem>-<isa>.json",
+    )
     p.add_argument(
         "--out", type=Path, default=None, help="JSON path (default work_dirs/benchmark/<device>.json)"
     )
@@ -174,6 +188,7 @@ def machine_info(device: torch.device) -> dict:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "device": str(device),
+        "isa": benchmark_isa.isa_info(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -246,8 +261,36 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def default_out(args: argparse.Namespace) -> Path:
+    return args.out or Path("work_dirs/benchmark") / f"{args.device}.json"
+
+
+def run_per_isa(argv: list[str], args: argparse.Namespace) -> dict:
+    """One child benchmark per ``--isa`` (sequential: they share the cores); one table each."""
+    out = default_out(args)
+    reports = {}
+    for isa in args.isa:
+        child_out = out.with_name(f"{out.stem}-{isa}.json")
+        print(f"== --isa {isa}", flush=True)
+        subprocess.run(
+            benchmark_isa.child_argv(argv, isa, child_out), env=benchmark_isa.isa_env(isa), check=True
+        )
+        report = json.loads(child_out.read_text())
+        benchmark_isa.check_capability(isa, report["machine"]["isa"])
+        reports[isa] = report
+    print()
+    for isa, report in reports.items():
+        print(f"--isa {isa}: {benchmark_isa.isa_label(report['machine']['isa'])}")
+        print(format_table(report["results"]))
+        print()
+    return reports
+
+
 def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    if args.isa:
+        return run_per_isa(argv, args)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA GPU is visible to torch here; run with --device cpu")
     device = torch.device(args.device)
@@ -328,13 +371,17 @@ def main(argv: list[str] | None = None) -> dict:
         print(format_table(rows[-len(impls) :]), flush=True)
 
     report["results"] = rows
+    # the kernel of our large CPU float32 products (groupvit.layers.linear: oneDNN on AVX-512, else BLAS)
+    report["linear_path"] = "onednn" if linear_paths.onednn_preferred() else "blas"
+    print(f"linear path: {report['linear_path']}")
     print()
     print(
         f"{report['machine']['cpu']}, {report['machine']['torch_threads']} threads, torch {torch.__version__}, "
         f"{'bf16 autocast' if amp else 'fp32'}; load average {os.getloadavg()}"
     )
+    print(f"instruction set: {benchmark_isa.isa_label(report['machine']['isa'])}")
     print(format_table(rows))
-    out = args.out or Path("work_dirs/benchmark") / f"{args.device}.json"
+    out = default_out(args)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     print(f"wrote {out}")
