@@ -95,8 +95,11 @@ class _HandBuiltModel(nn.Module):
         self.weight = nn.Parameter(torch.zeros(1))
         self.config = GroupViTConfig()
         self.columns, self.dirs = group_of_column, torch.tensor(group_dirs, dtype=torch.float32)
+        self.has_fusion = False  # late fusion: the grounder never passes the caption's tokens
 
-    def forward_segmentation(self, images: torch.Tensor) -> SegmentationFeatures:
+    def forward_segmentation(
+        self, images: torch.Tensor, text: torch.Tensor | None = None
+    ) -> SegmentationFeatures:
         num_groups = len(self.dirs)
         assign = torch.zeros(1, num_groups, 2, 4)
         for column, group in enumerate(self.columns):

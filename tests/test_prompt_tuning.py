@@ -177,7 +177,6 @@ def test_few_shot_draw_is_seeded_and_covers_every_class() -> None:
 
 @needs_shipped
 def test_mmseg_segmentor_and_demo_take_the_prompt_file(shipped, tmp_path) -> None:
-    import importlib.util
 
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
@@ -200,9 +199,8 @@ def test_mmseg_segmentor_and_demo_take_the_prompt_file(shipped, tmp_path) -> Non
     )  # fmt: skip
     with pytest.raises(InputError, match="not to this one"):  # random weights: not the prompts' model
         unfit.encode_decode(torch.zeros(1, 3, 64, 64))
-    spec = importlib.util.spec_from_file_location("groupvit_demo", ROOT / "tools" / "demo.py")
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    from groupvit.cli import demo
+
     args = demo.parse_args(
         [
             "x.png",

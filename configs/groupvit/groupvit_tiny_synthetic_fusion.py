@@ -5,7 +5,7 @@
 # Data: the synthetic train pairs with their phrase masks, then the two stages' commands:
 #   python tools/make_synthetic_data.py --out data/ground --num-train 20000 --num-val 0 --train-grounding
 #   OMP_NUM_THREADS=1 mim train mmseg configs/groupvit/groupvit_tiny_synthetic_fusion.py
-# The control without fusion (same data and losses): groupvit_tiny_synthetic_fusion_control.py.
+# The control without fusion (same data and losses): --cfg-options model.model_overrides.fusion.layers=0
 # docs/fusion.md has the measurements.
 _base_ = ["./groupvit_tiny_synthetic.py"]
 
@@ -19,7 +19,7 @@ min_lr = 1e-6
 fusion_lr_mult = 10.0  # the new cross-attention (and its gate) starts from scratch
 
 model = dict(
-    model_overrides={"fusion.layers": 2},  # groupvit/config.py FusionConfig
+    model_overrides=dict(fusion=dict(layers=2)),  # groupvit/config.py FusionConfig
     checkpoint="checkpoints/groupvit_tiny_synthetic.pth",  # stage 1; the fusion keys are reported new
     grounding_weight=1.0,
     grounding_fusion=True,  # the grounding loss's forward reads the caption

@@ -32,7 +32,6 @@ model = dict(
     shared_context=shared_context,
     templates="simple",
     background=True,
-    bg_thresh=0.95,  # the zero-shot protocol's, used by the loss and by validation alike
     top_k=5,
     test_cfg=dict(mode="whole"),
     data_preprocessor=dict(
