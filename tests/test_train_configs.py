@@ -220,6 +220,7 @@ def _synthetic_config_on(overrides: dict, work_dir: Path) -> Config:
     return cfg
 
 
+@pytest.mark.slow  # 38 s
 def test_synthetic_config_trains_on_shards_from_the_command_line(tmp_path: Path, one_thread) -> None:
     """README's shard form: data_root=None + shards=PATTERN; the sampler follows the dataset."""
     from mmengine.dataset import InfiniteSampler
