@@ -240,7 +240,7 @@ def test_synthetic_config_trains_on_shards_from_the_command_line(tmp_path: Path,
     runner.train()
     assert runner.iter == 2 and (tmp_path / "work" / "iter_2.pth").is_file()
     loader = runner.train_dataloader
-    assert isinstance(loader.dataset, ImageTextWebDataset) and loader.dataset.length == 20000
+    assert isinstance(loader.dataset, ImageTextWebDataset) and loader.dataset.length == 10000
     assert not isinstance(loader.sampler, (InfiniteSampler, SequentialSampler))  # torch's stream sampler
 
     runner = RUNNERS.build(

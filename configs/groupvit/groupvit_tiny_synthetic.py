@@ -71,19 +71,17 @@ train_dataloader = dict(
     # an infinite shuffling sampler for the folder; none for shards (the stream splits itself)
     sampler=dict(type="ImageTextSampler", shuffle=True),
     collate_fn=dict(type="groupvit_image_text_collate"),
-    # exactly one of data_root (a folder with captions.jsonl) and shards (a brace pattern), e.g.
-    #   --cfg-options train_dataloader.dataset.shards='data/synthetic/train_shards/synthetic-{000000..000019}.tar'
-    #   train_dataloader.dataset.data_root=None
+    # exactly one of data_root (a folder with captions.jsonl) and shards (a brace pattern): shards from
+    # the command line are  train_dataloader.dataset.data_root=None
+    #   'train_dataloader.dataset.shards=data/synthetic/train_shards/synthetic-{000000..000019}.tar'
+    # (the stream's length, shuffle buffer and resampling are ImageTextPairs' defaults; the keys here are
+    # the ones a folder dataset takes, so derived configs can swap in another folder type)
     dataset=dict(
         type="ImageTextPairs",
         data_root=data_root + "/train",
-        shards=None,
         index="captions.jsonl",
-        length=20000,  # shards only: pairs per process and epoch (only reported as the loader's length)
         image_transform=image_transform,
         text_transform=text_transform,
-        shuffle=1000,
-        resampled=True,
     ),
 )
 
