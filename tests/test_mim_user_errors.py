@@ -67,7 +67,7 @@ def _mmseg_test_script() -> Path:
     return script
 
 
-@pytest.mark.slow  # 15 s
+@pytest.mark.slow  # 15-60 s (load 4)
 def test_mmseg_test_script_ends_with_our_line() -> None:
     """mmseg's own tools/test.py (what mim runs): our line is the last one, exit status 2."""
     code, lines = _run([sys.executable, str(_mmseg_test_script()), CONFIG, "MISSING.pth",
@@ -87,7 +87,7 @@ def _mim_failure(command: list[str]) -> str:
     return lines[mims - 1]
 
 
-@pytest.mark.slow  # 3 x 15 s
+@pytest.mark.slow  # 3 x 15-60 s (load 4)
 @pytest.mark.parametrize(
     "options, message",
     [
@@ -112,7 +112,7 @@ def test_mim_test_errors(options: list[str], message: str) -> None:
     assert line.startswith(f"groupvit: error: {message}"), line
 
 
-@pytest.mark.slow  # 15 s
+@pytest.mark.slow  # 15-60 s (load 4)
 def test_mim_train_error(tmp_path: Path) -> None:
     line = _mim_failure(["train", "mmseg", CONFIG, "--work-dir", str(tmp_path),
                          "--cfg-options", "train_dataloader.dataset.shards=x.tar"])  # fmt: skip
