@@ -28,4 +28,18 @@ __all__ = [
     "GroupViTVisualizer",
     "PresetResize",
 ]
-from mmseg_plugins import distributed, hooks, loops, prompt_tuning, rng_state, runner, train_data, train_model  # noqa: E402, F401  (training)
+from mmseg_plugins import (  # noqa: E402, F401  (training)
+    distributed,
+    hooks,
+    loops,
+    prompt_tuning,
+    rng_state,
+    runner,
+    train_data,
+    train_model,
+    user_errors,  # noqa: E402
+)
+
+# mim test / mim train run mmseg's scripts, which import this package through the configs'
+# custom_imports: their user errors end with one line (user_errors.py says why and how)
+user_errors.install()

@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from mmengine.dataset import InfiniteSampler
 from mmengine.registry import FUNCTIONS
-from mmseg.registry import DATASETS
+from mmseg.registry import DATA_SAMPLERS, DATASETS
 from torch.utils.data import Dataset, IterableDataset
 
 _DEFAULT_IMAGE = dict(image_size=224)
@@ -175,6 +176,67 @@ class GroundingFolderDataset(Dataset):
 
     def __getitem__(self, idx: int) -> dict:
         return self.dataset[idx]
+
+
+def ImageTextPairs(  # noqa: N802 (a dataset type name in configs)
+    data_root: str | None = None,
+    shards: list[str] | str | None = None,
+    index: str = "captions.jsonl",
+    length: int = 10000,
+    image_transform: dict | None = None,
+    text_transform: dict | None = None,
+    context_length: int = 77,
+    shuffle: int = 1000,
+    resampled: bool = True,
+) -> ImageTextFolderDataset | ImageTextWebDataset:
+    """A caption folder or webdataset shards, whichever of ``data_root`` / ``shards`` is given.
+
+    One dataset entry for both forms, so that the command line alone picks the data:
+    ``--cfg-options train_dataloader.dataset.data_root=DIR`` or ``train_dataloader.dataset.shards=PATTERN``
+    (the config sets neither). Pair it with ``sampler=dict(type="ImageTextSampler")``, which gives the
+    folder an infinite shuffling sampler and the stream none (it splits itself across processes).
+
+    Args:
+        data_root: folder with ``index`` (:class:`ImageTextFolderDataset`).
+        shards: brace pattern(s) of webdataset shards (:class:`ImageTextWebDataset`).
+        index: the folder's index file name.
+        length: shards only: nominal pairs per process and epoch (``len()``; the schedules here count
+            iterations, so it is only reported).
+        shuffle / resampled: shards only, as for :class:`ImageTextWebDataset`.
+        image_transform / text_transform / context_length: as for both.
+
+    Raises:
+        InputError: both or neither of ``data_root`` and ``shards`` given.
+    """
+    from groupvit.errors import InputError
+
+    if data_root is not None and shards is not None:
+        raise InputError(
+            f"training data: both train_dataloader.dataset.data_root={data_root!r} and "
+            f".shards={shards!r} are given; add train_dataloader.dataset.data_root=None to train on the shards"
+        )
+    if data_root is None and shards is None:
+        raise InputError(
+            "training data: neither train_dataloader.dataset.data_root (a folder with "
+            f"{index}) nor train_dataloader.dataset.shards (a webdataset .tar brace pattern) is given"
+        )
+    transforms = dict(
+        image_transform=image_transform, text_transform=text_transform, context_length=context_length
+    )
+    if data_root is not None:
+        return ImageTextFolderDataset(data_root, index=index, **transforms)
+    return ImageTextWebDataset(shards, length, shuffle=shuffle, resampled=resampled, **transforms)
+
+
+@DATA_SAMPLERS.register_module()
+def ImageTextSampler(  # noqa: N802 (a sampler type name in configs)
+    dataset: Dataset, shuffle: bool = True, seed: int | None = None
+) -> InfiniteSampler | None:
+    """mmengine's ``InfiniteSampler`` for a map-style dataset; None for a stream (``IterableDataset``),
+    which torch's DataLoader takes no sampler for and which splits itself across processes."""
+    if isinstance(dataset, IterableDataset):
+        return None
+    return InfiniteSampler(dataset, shuffle=shuffle, seed=seed)
 
 
 @FUNCTIONS.register_module(name="groupvit_image_text_collate")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from pycocotools import mask as mask_utils
 
 from groupvit.class_names import COCO_OBJECT_CLASSES, CONTEXT_CLASSES, DATASET_CLASS_RENAMES
 from groupvit.errors import InputError
@@ -25,21 +26,14 @@ coco_object = _load("coco_object")
 pascal_context = _load("pascal_context")
 
 
-def _encode_rle_string(counts: list[int]) -> str:
-    """COCO's compressed RLE string (the inverse of the converter's decoder), written for the test."""
-    out = []
-    for i, count in enumerate(counts):
-        value = count - counts[i - 2] if i > 2 else count
-        more = True
-        while more:
-            char = value & 0x1F
-            value >>= 5
-            more = value != -1 if char & 0x10 else value != 0
-            out.append(chr(48 + (char | 0x20 if more else char)))
-    return "".join(out)
+def _compressed_rle(mask: np.ndarray) -> dict:
+    """COCO's compressed RLE of a bool mask [h, w], as the annotation files store it (str counts)."""
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(n) for n in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
 def _column_major_runs(mask: np.ndarray) -> list[int]:
+    """Uncompressed RLE counts (crowd annotations): alternating 0/1 runs over the column-major mask."""
     flat = mask.T.reshape(-1).astype(np.uint8)
     runs, current, length = [], 0, 0
     for value in flat:
@@ -52,13 +46,73 @@ def _column_major_runs(mask: np.ndarray) -> list[int]:
     return runs
 
 
-def test_rle_decoding_round_trip() -> None:
+def _random_annotations(rng: np.random.Generator, height: int, width: int) -> list[dict]:
+    """Polygons (one to three parts, some off the image), crowd RLEs and compressed RLEs, all categories 1..3."""
+    anns = []
+    for i in range(30):
+        kind = i % 3
+        if kind == 0:
+            parts = [
+                rng.uniform([-3, -3], [width + 3, height + 3], size=(int(rng.integers(3, 8)), 2))
+                .ravel()
+                .tolist()
+                for _ in range(int(rng.integers(1, 4)))
+            ]
+            segmentation, crowd = parts, 0
+        else:
+            blob = np.zeros((height, width), dtype=bool)
+            y, x = rng.integers(0, height - 2), rng.integers(0, width - 2)
+            blob[y : y + int(rng.integers(2, 9)), x : x + int(rng.integers(2, 9))] = True
+            blob &= rng.random((height, width)) > 0.2
+            if kind == 1:
+                segmentation, crowd = {"size": [height, width], "counts": _column_major_runs(blob)}, 1
+            else:
+                segmentation, crowd = _compressed_rle(blob), 0
+        anns.append({"id": 100 + i, "image_id": 1 + i // 6, "category_id": 1 + i % 3, "iscrowd": crowd,
+                     "area": float(rng.uniform(1, 50)), "segmentation": segmentation})  # fmt: skip
+    return anns
+
+
+def test_masks_equal_pycocotools_annToMask(tmp_path: Path) -> None:
+    """Every generated polygon / RLE gives COCO API's annToMask mask; label maps paint them largest first."""
+    coco_module = pytest.importorskip("pycocotools.coco")
     rng = np.random.default_rng(0)
-    mask = rng.random((7, 9)) > 0.6
-    runs = _column_major_runs(mask)
-    assert coco_object.rle_counts(_encode_rle_string(runs)) == runs
-    assert np.array_equal(coco_object.rle_to_mask({"size": [7, 9], "counts": runs}), mask)
-    assert np.array_equal(coco_object.rle_to_mask({"size": [7, 9], "counts": _encode_rle_string(runs)}), mask)
+    height, width = 13, 17
+    annotation = {
+        "images": [
+            {"id": i, "file_name": f"{i:012d}.jpg", "height": height, "width": width} for i in range(1, 6)
+        ],
+        "categories": [{"id": 1, "name": "person"}, {"id": 2, "name": "bicycle"}, {"id": 3, "name": "car"}],
+        "annotations": _random_annotations(rng, height, width),
+    }
+    (tmp_path / "annotations").mkdir()
+    path = tmp_path / "annotations" / "instances_val2017.json"
+    path.write_text(json.dumps(annotation))
+    api = coco_module.COCO(str(path))
+    kinds = {"several parts": 0, "crowd": 0, "compressed": 0}
+    for ann in annotation["annotations"]:
+        ours = coco_object.annotation_mask(ann["segmentation"], height, width)
+        reference = api.annToMask(api.anns[ann["id"]]).astype(bool)
+        assert ours.shape == (height, width) and np.array_equal(ours, reference), ann["id"]
+        kinds["several parts"] += isinstance(ann["segmentation"], list) and len(ann["segmentation"]) > 1
+        kinds["crowd"] += ann["iscrowd"] == 1
+        kinds["compressed"] += isinstance(ann["segmentation"], dict) and isinstance(
+            ann["segmentation"]["counts"], str
+        )
+    assert (
+        min(kinds.values()) >= 3 and sum(m.any() for m in (api.annToMask(a) for a in api.anns.values())) >= 25
+    )
+
+    assert coco_object.main([str(tmp_path)]) == 0
+    for image in annotation["images"]:
+        expected = np.zeros((height, width), dtype=np.uint8)
+        anns = sorted(api.imgToAnns[image["id"]], key=lambda a: -a["area"])
+        for ann in anns:
+            expected[api.annToMask(ann).astype(bool)] = ann["category_id"]  # person 1, bicycle 2, car 3
+        written = np.array(
+            Image.open(tmp_path / "annotations" / "val2017" / f"{image['id']:012d}_instanceTrainIds.png")
+        )
+        assert np.array_equal(written, expected), image["id"]
 
 
 def _tiny_coco(tmp_path: Path) -> Path:
@@ -86,8 +140,7 @@ def _tiny_coco(tmp_path: Path) -> Path:
             {"id": 12, "image_id": 2, "category_id": 18, "iscrowd": 1, "area": 9.0,
              "segmentation": {"size": [8, 10], "counts": _column_major_runs(crowd)}},
             {"id": 13, "image_id": 2, "category_id": 90, "iscrowd": 0, "area": 1.0,
-             "segmentation": {"size": [8, 10], "counts": _encode_rle_string(_column_major_runs(
-                 np.pad(np.ones((1, 1), dtype=bool), ((0, 7), (0, 9)))))}},
+             "segmentation": _compressed_rle(np.pad(np.ones((1, 1), dtype=bool), ((0, 7), (0, 9))))},
         ],
     }  # fmt: skip
     (tmp_path / "annotations").mkdir()
@@ -112,8 +165,8 @@ def test_coco_object_converter_on_hand_made_annotations(tmp_path: Path) -> None:
     first = np.array(Image.open(out / "000000000001_instanceTrainIds.png"))
     assert first.shape == (8, 10) and first.dtype == np.uint8
     expected = np.zeros((8, 10), dtype=np.uint8)
-    expected[1:7, 1:7] = car  # PIL fills the polygon including its outline
-    expected[2:4, 2:4] = person
+    expected[1:6, 1:6] = car  # COCO's rasteriser: the pixels whose centres the square's edges enclose
+    expected[2, 2] = person
     assert np.array_equal(first, expected)
 
     second = np.array(Image.open(out / "000000000002_instanceTrainIds.png"))
@@ -149,6 +202,7 @@ def _broken(annotation: dict, drop: str | None = None, **changes) -> str:
         ("unknown category", ": annotation 10 has category 7, not in 'categories'"),
         ("unicorn", ": categories not among the 80 COCO-Object classes: ['unicorn']"),
         ("bad polygon size", ": image 1: annotation 10 has size (3, 3), image 1 (8, 10)"),
+        ("bad rle counts", ": image 1: annotation 10: Invalid RLE mask representation"),
     ],
 )
 def test_coco_object_bad_annotation_file(
@@ -168,13 +222,16 @@ def test_coco_object_bad_annotation_file(
         "bad polygon size": _broken(
             good, annotations=[{**first, "segmentation": {"size": [3, 3], "counts": [9]}}]
         ),
+        "bad rle counts": _broken(
+            good, annotations=[{**first, "segmentation": {"size": [8, 10], "counts": [5, 100]}}]
+        ),
     }[case]
     path.write_text(text)
     assert coco_object.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err == f"coco_object.py: error: {path}{'' if message.startswith(':') else ' '}{message}\n"
     out = tmp_path / "annotations" / "val2017"
-    if case != "bad polygon size":  # the file is checked before anything is written
+    if not case.startswith("bad "):  # the file is checked before anything is written
         assert not out.exists()
 
 

@@ -18,6 +18,7 @@ from mmseg.registry import MODELS
 from train_helpers import REPO, TINY_CONFIG, write_caption_folder, write_small_config
 
 import mmseg_plugins  # noqa: F401
+from groupvit.errors import InputError
 from mmseg_plugins.loops import _NoReplay
 
 PAPER_CONFIG = REPO / "configs" / "groupvit" / "groupvit_s_gcc_yfcc_30e.py"
@@ -217,3 +218,70 @@ def test_shape_config_is_the_colour_config_with_the_shape_data() -> None:
     )
     assert preset.vision.stem == "conv" and base.vision.stem == "patch"
     assert preset.to_dict()["vision"] | {"stem": "patch"} == base.to_dict()["vision"]
+
+
+def _synthetic_config_on(overrides: dict, work_dir: Path) -> Config:
+    """The tiny synthetic config with command-line style overrides, small enough for a CPU test."""
+    cfg = Config.fromfile(REPO / "configs" / "groupvit" / "groupvit_tiny_synthetic.py")
+    cfg.merge_from_dict(
+        {
+            "model.model_name": "groupvit_tiny",
+            "train_dataloader.batch_size": 4,
+            "train_dataloader.num_workers": 0,
+            "train_dataloader.persistent_workers": False,
+            "val_dataloader.dataset.data_root": str(work_dir / "no_val"),
+            "train_cfg.max_iters": 2,
+            "default_hooks.checkpoint.interval": 2,
+            **overrides,
+        }
+    )
+    cfg.work_dir = str(work_dir)
+    return cfg
+
+
+@pytest.mark.slow  # 38 s
+def test_synthetic_config_trains_on_shards_from_the_command_line(tmp_path: Path, one_thread) -> None:
+    """README's shard form: data_root=None + shards=PATTERN; the sampler follows the dataset."""
+    from mmengine.dataset import InfiniteSampler
+    from mmseg.registry import RUNNERS
+    from torch.utils.data.sampler import SequentialSampler
+
+    from mmseg_plugins.train_data import ImageTextFolderDataset, ImageTextWebDataset
+
+    folder = write_caption_folder(tmp_path / "pairs", num=8)
+    pattern = _write_shards(folder, tmp_path / "shards", per_shard=4)
+    runner = RUNNERS.build(
+        _synthetic_config_on(
+            {"train_dataloader.dataset.data_root": None, "train_dataloader.dataset.shards": pattern},
+            tmp_path / "work",
+        )
+    )
+    runner.train()
+    assert runner.iter == 2 and (tmp_path / "work" / "iter_2.pth").is_file()
+    loader = runner.train_dataloader
+    assert isinstance(loader.dataset, ImageTextWebDataset) and loader.dataset.length == 10000
+    assert not isinstance(loader.sampler, (InfiniteSampler, SequentialSampler))  # torch's stream sampler
+
+    runner = RUNNERS.build(
+        _synthetic_config_on({"train_dataloader.dataset.data_root": str(folder)}, tmp_path / "work_folder")
+    )
+    loader = runner.build_dataloader(runner._train_dataloader)
+    assert isinstance(loader.dataset, ImageTextFolderDataset) and len(loader.dataset) == 8
+    assert isinstance(loader.sampler, InfiniteSampler) and loader.sampler.shuffle
+
+
+def test_image_text_pairs_takes_exactly_one_source(tmp_path: Path) -> None:
+    from mmseg_plugins.train_data import ImageTextPairs
+
+    with pytest.raises(
+        InputError,
+        match=r"^training data: both train_dataloader.dataset.data_root='d' and .shards='s.tar' are given; "
+        r"add train_dataloader.dataset.data_root=None to train on the shards$",
+    ):
+        ImageTextPairs(data_root="d", shards="s.tar")
+    with pytest.raises(
+        InputError,
+        match=r"^training data: neither train_dataloader.dataset.data_root \(a folder with captions.jsonl\) "
+        r"nor train_dataloader.dataset.shards \(a webdataset .tar brace pattern\) is given$",
+    ):
+        ImageTextPairs()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
-import re
 import sys
 
 from mmengine.config import Config, DictAction
@@ -25,6 +24,7 @@ from mmseg.registry import RUNNERS
 
 import mmseg_plugins  # noqa: F401  (compat layer, then GroupViT's mmseg modules)
 from groupvit.errors import InputError, report_input_errors
+from mmseg_plugins.user_errors import loop_option_error, original_message
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -86,17 +86,6 @@ def build_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def _original_message(error: Exception) -> str:
-    """The message an error had where it was raised: a DataLoader worker's error reaches the main
-    process as "Caught X in DataLoader worker process N. Original Traceback ...", whose last line
-    is ``<module>.X: <message>``."""
-    text = str(error)
-    if "Original Traceback" not in text:
-        return text
-    last = text.strip().splitlines()[-1]
-    return last.split(f"{type(error).__name__}: ", 1)[-1]
-
-
 @report_input_errors("test.py")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
@@ -107,19 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         # as mmseg's tools/test.py (what `mim test` runs): a config may name its runner
         (RUNNERS.build(cfg) if "runner_type" in cfg else Runner.from_cfg(cfg)).test()
     except (InputError, FileNotFoundError) as error:
-        raise type(error)(_original_message(error)) from None
+        raise type(error)(original_message(error)) from None
     except TypeError as error:
-        # --cfg-options test_cfg.mode=whole: test_cfg is mmengine's test loop, not the segmentor's
-        loop = re.match(
-            r"(TestLoop|ValLoop)\.__init__\(\) got an unexpected keyword argument '(\w+)'", str(error)
-        )
-        if loop is None:
+        fix = loop_option_error(
+            error
+        )  # --cfg-options test_cfg.mode=whole: mmengine's loop, not the segmentor's
+        if fix is None:
             raise
-        key = "test_cfg" if loop.group(1) == "TestLoop" else "val_cfg"
-        raise InputError(
-            f"{key}.{loop.group(2)} is not an option of mmengine's {loop.group(1)}; the segmentor's "
-            f"test mode is model.test_cfg (e.g. --cfg-options model.test_cfg.{loop.group(2)}=...)"
-        ) from None
+        raise fix from None
     return 0
 
 

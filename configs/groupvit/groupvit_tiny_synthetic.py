@@ -8,7 +8,6 @@
 _base_ = ["../_base_/schedules/image_text_adamw.py", "../_base_/default_runtime.py"]
 
 data_root = "data/synthetic"  # --out of tools/make_synthetic_data.py
-use_shards = False  # True: read data_root/train_shards/*.tar (webdataset) instead of the image folder
 image_size = 64
 batch_size = 128  # per process; the losses contrast over the global batch (all processes)
 num_workers = 1  # data time is ~1% of a step on 2 cores; the shipped run used 1
@@ -64,31 +63,26 @@ image_transform = dict(
 # Text side: caption + up to 3 noun prompts ("a photo of a {}." ...).
 # One template: with 8 nouns, identical prompts make the duplicate-aware targets exact.
 text_transform = dict(num_prompts=3, templates="simple")
-folder_dataset = dict(
-    type="ImageTextFolderDataset",
-    data_root=data_root + "/train",
-    index="captions.jsonl",
-    image_transform=image_transform,
-    text_transform=text_transform,
-)
-shard_dataset = dict(
-    type="ImageTextWebDataset",
-    sources=[data_root + "/train_shards/synthetic-{000000..000019}.tar"],  # 20000 pairs, 1000 per shard
-    length=20000,  # pairs per process and epoch (only reported as the data loader's length)
-    image_transform=image_transform,
-    text_transform=text_transform,
-    shuffle=1000,
-    resampled=True,
-)
 train_dataloader = dict(
     batch_size=batch_size,
     num_workers=num_workers,
     persistent_workers=num_workers > 0,
     drop_last=True,  # equal batches in every process (the losses all-gather them)
-    # a webdataset stream splits itself across processes and workers: no sampler
-    sampler=None if use_shards else dict(type="InfiniteSampler", shuffle=True),
+    # an infinite shuffling sampler for the folder; none for shards (the stream splits itself)
+    sampler=dict(type="ImageTextSampler", shuffle=True),
     collate_fn=dict(type="groupvit_image_text_collate"),
-    dataset=shard_dataset if use_shards else folder_dataset,
+    # exactly one of data_root (a folder with captions.jsonl) and shards (a brace pattern): shards from
+    # the command line are  train_dataloader.dataset.data_root=None
+    #   'train_dataloader.dataset.shards=data/synthetic/train_shards/synthetic-{000000..000019}.tar'
+    # (the stream's length, shuffle buffer and resampling are ImageTextPairs' defaults; the keys here are
+    # the ones a folder dataset takes, so derived configs can swap in another folder type)
+    dataset=dict(
+        type="ImageTextPairs",
+        data_root=data_root + "/train",
+        index="captions.jsonl",
+        image_transform=image_transform,
+        text_transform=text_transform,
+    ),
 )
 
 # Zero-shot segmentation at five times the training size (the paper tests its 224-px model at 448,

@@ -8,6 +8,7 @@ Reads ``<root>/annotations/instances_<split>.json`` and writes, for every image 
 i for ``COCO_OBJECT_CLASSES[i]`` (1..80, COCO category-id order). Instances are painted largest
 first, so a smaller object on top of a larger one keeps its label; crowd regions get their class.
 Pixels no instance covers are background, stuff included (there is no "unlabelled" class here).
+Masks are rasterised by pycocotools (the COCO API's own polygon and RLE code), so they equal `annToMask`.
 Images are expected in ``<root>/images/<split>/`` (the layout ``configs/_base_/datasets/coco_object.py``
 reads); they are not opened, the sizes come from the annotation file.
 """
@@ -21,7 +22,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
+from pycocotools import mask as mask_utils
 
 # Background + the 80 COCO categories, spelled as in the annotation files (same list as the
 # metainfo of mmseg_plugins.datasets.COCOObjectDataset; tests check that they agree).
@@ -31,62 +33,27 @@ from groupvit.errors import InputError, report_input_errors
 SUFFIX = "_instanceTrainIds.png"
 
 
-def rle_counts(counts: str | list[int]) -> list[int]:
-    """Run lengths of a COCO RLE: a list as is, or the compressed string form decoded.
-
-    The string packs each count into 6-bit characters (offset 48): 5 payload bits, bit 0x20 says
-    "more characters follow", the last character's bit 0x10 is the sign; from the third count on,
-    the value is stored as a difference to the count two places back.
-    """
-    if not isinstance(counts, str):
-        return [int(c) for c in counts]
-    out: list[int] = []
-    pos = 0
-    while pos < len(counts):
-        value, shift, more = 0, 0, True
-        while more:
-            char = ord(counts[pos]) - 48
-            value |= (char & 0x1F) << shift
-            more = bool(char & 0x20)
-            pos += 1
-            shift += 5
-            if not more and char & 0x10:
-                value |= -1 << shift
-        if len(out) > 2:
-            value += out[-2]
-        out.append(value)
-    return out
-
-
-def rle_to_mask(rle: dict) -> np.ndarray:
-    """COCO RLE ``{"size": [h, w], "counts": ...}`` -> bool mask [h, w] (runs are column-major)."""
-    height, width = rle["size"]
-    flat = np.zeros(height * width, dtype=bool)
-    pos, fill = 0, False
-    for run in rle_counts(rle["counts"]):
-        if fill:
-            flat[pos : pos + run] = True
-        pos += run
-        fill = not fill
-    return flat.reshape(width, height).T
-
-
-def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np.ndarray:
-    """COCO polygons ``[[x1, y1, x2, y2, ...], ...]`` -> bool mask [h, w]."""
-    canvas = Image.new("1", (width, height), 0)
-    draw = ImageDraw.Draw(canvas)
-    for poly in polygons:
-        if len(poly) >= 6:
-            draw.polygon([(poly[i], poly[i + 1]) for i in range(0, len(poly) - 1, 2)], fill=1, outline=1)
-    return np.array(canvas, dtype=bool)
-
-
 def annotation_mask(segmentation: list | dict, height: int, width: int) -> np.ndarray:
+    """bool mask [h, w] of one COCO segmentation, rasterised by pycocotools as COCO's own tools do.
+
+    Polygons ``[[x1, y1, x2, y2, ...], ...]`` (one list per part) are merged into one mask; parts
+    with fewer than three points are left out (pycocotools would read a 4-number part as a box).
+    RLEs are ``{"size": [h, w], "counts": [...] | "..."}``, uncompressed (crowds) or compressed;
+    the mask has the RLE's own size, which the caller checks against the image.
+    """
     if isinstance(segmentation, list):
-        return polygons_to_mask(segmentation, height, width)
-    if isinstance(segmentation.get("counts"), (list, str)):
-        return rle_to_mask(segmentation)
-    raise ValueError(f"unsupported segmentation format: {type(segmentation).__name__}")
+        parts = [part for part in segmentation if len(part) >= 6]
+        if not parts:
+            return np.zeros((height, width), dtype=bool)
+        rle = mask_utils.merge(mask_utils.frPyObjects(parts, height, width))
+    elif isinstance(segmentation.get("counts"), list):
+        rle_height, rle_width = segmentation["size"]
+        rle = mask_utils.frPyObjects(segmentation, rle_height, rle_width)
+    elif isinstance(segmentation.get("counts"), str):
+        rle = {"size": segmentation["size"], "counts": segmentation["counts"].encode("ascii")}
+    else:
+        raise ValueError(f"unsupported segmentation format: {type(segmentation).__name__}")
+    return mask_utils.decode(rle).astype(bool)
 
 
 def label_map(image: dict, annotations: list[dict], category_to_label: dict[int, int]) -> np.ndarray:
@@ -94,7 +61,10 @@ def label_map(image: dict, annotations: list[dict], category_to_label: dict[int,
     height, width = image["height"], image["width"]
     out = np.zeros((height, width), dtype=np.uint8)
     for ann in sorted(annotations, key=lambda a: -float(a.get("area", 0.0))):
-        mask = annotation_mask(ann["segmentation"], height, width)
+        try:
+            mask = annotation_mask(ann["segmentation"], height, width)
+        except ValueError as e:  # pycocotools: "Invalid RLE mask representation" (counts do not fit the size)
+            raise ValueError(f"annotation {ann.get('id')}: {e}") from None
         if mask.shape != out.shape:
             raise ValueError(
                 f"annotation {ann.get('id')} has size {mask.shape}, image {image['id']} {out.shape}"
