@@ -178,6 +178,7 @@ class GroundingFolderDataset(Dataset):
         return self.dataset[idx]
 
 
+@DATASETS.register_module()
 def ImageTextPairs(  # noqa: N802 (a dataset type name in configs)
     data_root: str | None = None,
     shards: list[str] | str | None = None,
