@@ -211,6 +211,9 @@ def test_show_dir_of_the_synthetic_config_draws_groups(tmp_path: Path) -> None:
         + [
             "test_dataloader.persistent_workers=False",
             f"train_dataloader.dataset.data_root={tmp_path / 'none'}",
+            # mmengine keeps one visualizer per name, and the name defaults to the runner's
+            # timestamp: an earlier test's runner of the same second would lend its save dir
+            f"visualizer.name=show_dir_{tmp_path.name}",
         ]
     )
     assert test_tool.main([str(a) for a in args_list]) == 0  # no training folder needed
