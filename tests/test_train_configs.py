@@ -212,6 +212,8 @@ def test_shape_config_is_the_colour_config_with_the_shape_data() -> None:
     assert shapes.test_dataloader.dataset.data_root == "data/shapes/val"
     assert shapes.model.model_name == "groupvit_tiny_synthetic_shapes" and shapes.model.group_multi_label
     assert shapes.train_cfg == colour.train_cfg and shapes.optim_wrapper == colour.optim_wrapper
+    # the noun-group loss off (docs/shapes.md, run E: with it the groups collapse to one per image)
+    assert shapes.model.noun_group_weight == 0.0 and colour.model.noun_group_weight == 1.0
     preset, base = (
         get_model_config("groupvit_tiny_synthetic_shapes"),
         get_model_config("groupvit_tiny_synthetic"),
