@@ -21,17 +21,34 @@ _DEFAULT_IMAGE = dict(image_size=224)
 _DEFAULT_TEXT = dict(num_prompts=3, templates="imagenet")
 
 
+def _text_transform(text: dict | None, tokenizer: Any) -> Any:
+    from groupvit.data import CaptionTransform
+
+    return CaptionTransform(tokenizer, **(_DEFAULT_TEXT if text is None else text))
+
+
 def _transforms(image: dict | None, text: dict | None, context_length: int) -> tuple[Any, Any]:
     from groupvit import get_tokenizer
-    from groupvit.data import CaptionTransform, build_train_transform
+    from groupvit.data import build_train_transform
 
     image_tf = build_train_transform(**(_DEFAULT_IMAGE if image is None else image))
-    text_tf = CaptionTransform(get_tokenizer(context_length), **(_DEFAULT_TEXT if text is None else text))
-    return image_tf, text_tf
+    return image_tf, _text_transform(text, get_tokenizer(context_length))
+
+
+class _MapDataset(Dataset):
+    """A map-style ``groupvit.data`` dataset (``self.dataset``) as mmengine's loaders see it."""
+
+    dataset: Any
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, idx: int) -> dict:
+        return self.dataset[idx]
 
 
 @DATASETS.register_module()
-class ImageTextFolderDataset(Dataset):
+class ImageTextFolderDataset(_MapDataset):
     """Map-style image-caption folder (``captions.jsonl`` / ``captions.csv`` index).
 
     Args:
@@ -56,12 +73,6 @@ class ImageTextFolderDataset(Dataset):
         image_tf, text_tf = _transforms(image_transform, text_transform, context_length)
         self.dataset = ImageTextFolder(data_root, index=index, transform=image_tf, text_transform=text_tf)
         self.metainfo: dict = {}
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, idx: int) -> dict:
-        return self.dataset[idx]
 
 
 @DATASETS.register_module()
@@ -120,7 +131,7 @@ class ImageTextWebDataset(IterableDataset):
 
 
 @DATASETS.register_module()
-class GroundingFolderDataset(Dataset):
+class GroundingFolderDataset(_MapDataset):
     """Image-caption pairs with phrase masks (``groupvit.data.grounding.GroundingFolder``).
 
     Takes :class:`ImageTextFolderDataset`'s arguments, so a config swaps one for the other by
@@ -149,7 +160,6 @@ class GroundingFolderDataset(Dataset):
         context_length: int = 77,
     ) -> None:
         from groupvit import get_tokenizer
-        from groupvit.data import CaptionTransform
         from groupvit.data.grounding import GroundingFolder
         from groupvit.errors import InputError
 
@@ -161,7 +171,7 @@ class GroundingFolderDataset(Dataset):
                 "to None / 0.0 in image_transform"
             )
         tokenizer = get_tokenizer(context_length)
-        text_tf = CaptionTransform(tokenizer, **(_DEFAULT_TEXT if text_transform is None else text_transform))
+        text_tf = _text_transform(text_transform, tokenizer)
         self.dataset = GroundingFolder(
             f"{data_root}/{index}",
             text_transform=text_tf,
@@ -170,12 +180,6 @@ class GroundingFolderDataset(Dataset):
             **image,
         )
         self.metainfo: dict = {}
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, idx: int) -> dict:
-        return self.dataset[idx]
 
 
 @DATASETS.register_module()
