@@ -72,3 +72,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def synthetic_val(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic val set that ``make demo`` writes (``<root>/img_dir/val``, ``<root>/ann_dir/val``),
+    generated afresh (2 s, deterministic) so a fresh clone runs the tests that read it."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("synthetic_val")
+    tool = Path(__file__).resolve().parents[1] / "tools" / "make_synthetic_data.py"
+    command = [sys.executable, str(tool), "--out", str(out), "--num-train", "0", "--num-val", "500"]
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    return out / "val"

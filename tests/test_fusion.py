@@ -19,7 +19,6 @@ from groupvit.preprocess import EvalTransform
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "checkpoints" / "groupvit_tiny_synthetic.pth"
-VAL = REPO / "data" / "synthetic_val" / "val"
 FUSION = {"fusion.layers": 1, "fusion.text_layers": 1}
 
 
@@ -104,20 +103,18 @@ def test_a_checkpoint_missing_other_keys_still_fails() -> None:
         load_checkpoint(fused, sd)
 
 
-def _val_images(n: int) -> torch.Tensor:
-    if not (VAL / "img_dir" / "val" / "000000.png").is_file():
-        pytest.skip("data/synthetic_val is not here (tools/make_synthetic_data.py writes it)")
+def _val_images(val: Path, n: int) -> torch.Tensor:
     transform = EvalTransform(320)
-    return torch.stack([transform(Image.open(VAL / "img_dir" / "val" / f"{i:06d}.png")) for i in range(n)])
+    return torch.stack([transform(Image.open(val / "img_dir" / "val" / f"{i:06d}.png")) for i in range(n)])
 
 
 @pytest.mark.slow
-def test_shipped_checkpoint_is_unchanged_by_fusion_layers_at_alpha_zero() -> None:
+def test_shipped_checkpoint_is_unchanged_by_fusion_layers_at_alpha_zero(synthetic_val: Path) -> None:
     plain = groupvit.create_model("groupvit_tiny_synthetic", checkpoint=str(SHIPPED)).eval()
     fused = groupvit.create_model(
         "groupvit_tiny_synthetic", checkpoint=str(SHIPPED), **{"fusion.layers": 2}
     ).eval()
-    images = _val_images(2)
+    images = _val_images(synthetic_val, 2)
     text = groupvit.get_tokenizer()(["There are two trees on the fence.", "A drawing of a flower and a car."])
     with torch.no_grad():
         for a, b in zip(_outputs(plain, images, text), _outputs(fused, images, text)):
@@ -196,12 +193,12 @@ def test_load_model_reads_the_fusion_layers_off_the_checkpoint(tmp_path: Path) -
 
 @pytest.mark.slow
 @pytest.mark.nltk_data
-def test_phrase_grounder_conditions_the_groups_on_the_caption() -> None:
+def test_phrase_grounder_conditions_the_groups_on_the_caption(synthetic_val: Path) -> None:
     plain = groupvit.create_model("groupvit_tiny_synthetic", checkpoint=str(SHIPPED)).eval()
     fused = groupvit.create_model(
         "groupvit_tiny_synthetic", checkpoint=str(SHIPPED), **{"fusion.layers": 2}
     ).eval()
-    image = _val_images(2)[1]
+    image = _val_images(synthetic_val, 2)[1]
     caption = "A drawing of a flower, a car and a golden star in front of a blanket."
     reference = PhraseGrounder(plain).ground(image, caption)
     at_zero = PhraseGrounder(fused).ground(image, caption)  # alpha 0: the same masks

@@ -189,14 +189,12 @@ def test_show_dir_writes_overlays_and_group_pictures(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_show_dir_of_the_synthetic_config_draws_groups(tmp_path: Path) -> None:
+def test_show_dir_of_the_synthetic_config_draws_groups(tmp_path: Path, synthetic_val: Path) -> None:
     """``mim test`` of the shipped synthetic config with ``--show-dir``: the overlay and the group
     picture of its one stage, per image, on the shipped model."""
 
     shipped = ROOT / "checkpoints" / "groupvit_tiny_synthetic.pth"
-    val = ROOT / "data" / "synthetic_val" / "val"
-    if not shipped.is_file() or not val.is_dir():
-        pytest.skip("needs checkpoints/groupvit_tiny_synthetic.pth and data/synthetic_val (make demo)")
+    val = synthetic_val
     data = tmp_path / "val"
     for sub in ("img_dir/val", "ann_dir/val"):
         (data / sub).mkdir(parents=True)
