@@ -155,3 +155,14 @@ def test_page_handlers_turn_errors_into_one_status_line(caplog: pytest.LogCaptur
         status, _ = bug()
     assert status == "⚠️ internal error (the traceback is in the server's log); try another input"
     assert "KeyError: 'oops'" in caplog.text  # the traceback went to the server's log
+
+
+def test_the_work_folder_goes_when_the_process_ends() -> None:
+    """Examples and downloads live in a temporary folder that the app removes at exit."""
+    import subprocess
+    import sys
+
+    code = "from groupvit.cli.app import work_dir; w = work_dir(); (w / 'x.png').write_bytes(b'1'); print(w)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    folder = Path(out.stdout.strip())
+    assert folder.name.startswith("groupvit-app-") and not folder.exists()

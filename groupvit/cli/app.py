@@ -13,6 +13,8 @@ with their pixel shares, and downloads of the label map PNG and the JSON (``grou
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -68,7 +70,7 @@ def start(args: argparse.Namespace, block: bool = True) -> gradio.Blocks:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {args.device}: CUDA is not available here (use --device cpu)")
     app_model = load_app_model(args.checkpoint, args.model, args.device)
-    work = Path(tempfile.mkdtemp(prefix="groupvit-app-"))
+    work = work_dir()
     examples = write_examples(work / "examples")
     page = build_app(app_model, examples, work / "downloads")
     print(f"groupvit-app: {app_model.name} from {app_model.checkpoint}", file=sys.stderr)
@@ -89,6 +91,14 @@ def start(args: argparse.Namespace, block: bool = True) -> gradio.Blocks:
                 raise
             page.close()
     return page
+
+
+def work_dir() -> Path:
+    """A new folder for the page's examples and downloads, removed when the process exits (the
+    downloads are copies the browser has fetched; nothing a user made lives there)."""
+    work = Path(tempfile.mkdtemp(prefix="groupvit-app-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
+    return work
 
 
 def _free_port(host: str) -> int:
