@@ -215,3 +215,23 @@ def test_vision_config_stem() -> None:
     assert isinstance(tower.patch_embed, ConvStem) and tower(torch.randn(2, 3, 32, 32)).shape == (2, 16)
     with pytest.raises(ValueError, match="stem must be 'patch' or 'conv', got 'cnn'"):
         VisionConfig(stem="cnn")
+
+
+def test_position_embedding_is_resampled_once_while_the_weights_stay() -> None:
+    """Inference at one size resamples once; a weight update, another grid or a gradient to
+    compute gives a fresh resampling equal to resample_pos_embed's."""
+    from groupvit import create_model
+
+    vision = create_model("groupvit_tiny").vision
+    grid = (vision.pos_grid[0] + 3, vision.pos_grid[1] + 1)
+    with torch.no_grad():
+        first = vision.position_embedding(grid)
+        assert vision.position_embedding(grid) is first
+        assert torch.equal(first, resample_pos_embed(vision.pos_embed, grid, vision.pos_grid))
+        vision.pos_embed.add_(1.0)  # what an optimiser step does
+        updated = vision.position_embedding(grid)
+        assert updated is not first
+        assert torch.equal(updated, resample_pos_embed(vision.pos_embed, grid, vision.pos_grid))
+        assert vision.position_embedding((grid[0], grid[1] + 1)).shape[1] == grid[0] * (grid[1] + 1)
+    with_grad = vision.position_embedding(grid)
+    assert with_grad.requires_grad and with_grad is not vision.position_embedding(grid)

@@ -142,6 +142,7 @@ class GroupViTVisionTower(nn.Module):
         self.width = cfg.width
         self.patch_size = cfg.patch_size
         self.pos_grid = cfg.grid_size
+        self._pos_cache: tuple[tuple, torch.Tensor] | None = None  # see position_embedding
         stem = ConvStem if cfg.stem == "conv" else PatchEmbed
         self.patch_embed = stem(cfg.patch_size, cfg.in_chans, cfg.width, eps=cfg.layer_norm_eps)
         self.pos_embed = nn.Parameter(torch.zeros(1, self.pos_grid[0] * self.pos_grid[1], cfg.width))
@@ -191,6 +192,24 @@ class GroupViTVisionTower(nn.Module):
         for stage in self.stages:
             stage.grad_checkpointing = enable
 
+    def position_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
+        """The position embedding resampled to ``grid`` (h, w): [1, h*w, C].
+
+        Without a gradient to compute, the last resampling is kept while the weights (their storage
+        and version counter) and the grid stay the same, so inference at one size resamples once
+        instead of per call (one bicubic over [C, 14, 14] per 448-px image, or per sliding window).
+        """
+        pos = self.pos_embed
+        # a trace (TorchScript, ONNX) or a compiled graph must hold the resampling, not its result
+        traced = torch.jit.is_tracing() or torch.compiler.is_compiling()
+        if traced or (torch.is_grad_enabled() and pos.requires_grad):
+            return resample_pos_embed(pos, grid, self.pos_grid)
+        key = (tuple(grid), pos.data_ptr(), pos._version, pos.dtype, pos.device)
+        if self._pos_cache is None or self._pos_cache[0] != key:
+            with torch.no_grad():
+                self._pos_cache = (key, resample_pos_embed(pos, grid, self.pos_grid))
+        return self._pos_cache[1]
+
     def forward_features(self, images: torch.Tensor, context: Context | None = None) -> VisionFeatures:
         """images [B, C, H, W] (any H, W >= patch) -> :class:`VisionFeatures`.
 
@@ -198,7 +217,7 @@ class GroupViTVisionTower(nn.Module):
         unfused tower.
         """
         x, grid = self.patch_embed(images)  # (B, h*w, C)
-        x = x + resample_pos_embed(self.pos_embed, grid, self.pos_grid).to(x.dtype)
+        x = x + self.position_embedding(grid).to(x.dtype)
         assignments = []
         group_tokens = None
         for stage in self.stages:
