@@ -55,3 +55,10 @@ def test_sets_of_different_classes_are_one_error(tmp_path: Path, capsys: pytest.
 def test_missing_class_list_is_one_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert tool.main(["--val", str(tmp_path), "--json", str(tmp_path / "t.json")]) == 2
     assert f"{tmp_path / 'classes.txt'}: missing" in capsys.readouterr().err
+
+
+def test_parse_override_reads_json_values() -> None:
+    assert tool.parse_override("fusion.layers=2") == ("fusion.layers", 2)
+    assert tool.parse_override("vision.stem=conv") == ("vision.stem", "conv")
+    with pytest.raises(argparse.ArgumentTypeError, match="expected KEY=VALUE, e.g. fusion.layers=2"):
+        tool.parse_override("fusion.layers")

@@ -89,6 +89,17 @@ def parse_run(spec: str) -> tuple[str, str, float]:
         raise argparse.ArgumentTypeError(f"{spec!r}: LR must be a number") from None
 
 
+def parse_override(spec: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of the preset (``fusion.layers=2``), VALUE read as JSON where it parses."""
+    key, sep, value = spec.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{spec!r}: expected KEY=VALUE, e.g. fusion.layers=2")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def train(options: dict, shared_cache: dict) -> tuple:
     from mmengine.config import Config
     from mmseg.registry import RUNNERS
@@ -123,6 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model", default="groupvit_tiny_synthetic", help="preset of the frozen model")
     parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints/groupvit_tiny_synthetic.pth"))
+    parser.add_argument(
+        "--override",
+        nargs="+",
+        type=parse_override,
+        default=[],
+        help="preset fields KEY=VALUE (fusion.layers=2)",
+    )
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args(argv)
     import groupvit
@@ -134,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError(
             f"{args.pool} and {args.val} have different classes.txt: tune on a set of the same classes"
         )
-    model = groupvit.create_model(args.model, checkpoint=args.checkpoint).eval()
+    overrides = dict(args.override)
+    model = groupvit.create_model(args.model, checkpoint=args.checkpoint, **overrides).eval()
     start = time.perf_counter()
     cached = val_features(model, args.val, 320)
     print(f"val features of {len(cached)} images in {time.perf_counter() - start:.0f} s", flush=True)
@@ -148,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             options = {
                 "model.model_name": args.model,
                 "model.checkpoint": args.checkpoint,
+                "model.model_overrides": overrides,
                 "model.class_names": tuple(classes),
                 "train_dataloader.dataset.classes": tuple(classes),
                 "model.prompt_kind": kind.split("_")[0],
