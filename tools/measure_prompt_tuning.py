@@ -1,6 +1,8 @@
 """Zero-shot vs prompt-tuned mIoU of the prompt-tuning config at several k (docs/prompt_tuning.md).
 
     python tools/measure_prompt_tuning.py --val data/synthetic_val/val --json work_dirs/prompt_table.json
+    python tools/measure_prompt_tuning.py --val data/shapes/val --pool data/shapes_pool400/val \
+        --model groupvit_tiny_synthetic_shapes --checkpoint CKPT --runs embedding:1:0.01 embedding:all:0.01 ...
 
 Every run is the config's own training (mmengine runner, ``PromptTuningModel``); the frozen image
 side of the labelled pool is shared between the runs (it does not depend on the prompts) and each
@@ -20,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from groupvit.errors import InputError, report_input_errors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs/groupvit/groupvit_tiny_synthetic_prompt.py"
@@ -61,6 +66,40 @@ def miou(model, cached, class_embeds, num_labels: int, bg_thresh: float = 0.95, 
     return float(100 * np.mean(inter[union > 0] / union[union > 0]))
 
 
+def read_classes(root: Path) -> list[str]:
+    """The label names of a set in the val format (``classes.txt``, background first)."""
+    path = root / "classes.txt"
+    if not path.is_file():
+        raise InputError(f"{path}: missing (the label names, background first, one a line)")
+    return [name.strip() for name in path.read_text(encoding="utf-8").splitlines() if name.strip()]
+
+
+def parse_run(spec: str) -> tuple[str, str, float]:
+    """``KIND:K:LR`` (``embedding:16:0.01``, ``context:all:0.003``) -> (kind, k, lr)."""
+    parts = spec.split(":")
+    if len(parts) != 3 or parts[0] not in ("embedding", "context", "context_per_class"):
+        raise argparse.ArgumentTypeError(
+            f"{spec!r}: expected KIND:K:LR, KIND one of embedding, context, context_per_class"
+        )
+    if parts[1] != "all" and not parts[1].isdigit():
+        raise argparse.ArgumentTypeError(f"{spec!r}: K must be a number of images per class or 'all'")
+    try:
+        return parts[0], parts[1], float(parts[2])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{spec!r}: LR must be a number") from None
+
+
+def parse_override(spec: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of the preset (``fusion.layers=2``), VALUE read as JSON where it parses."""
+    key, sep, value = spec.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{spec!r}: expected KEY=VALUE, e.g. fusion.layers=2")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def train(options: dict, shared_cache: dict) -> tuple:
     from mmengine.config import Config
     from mmseg.registry import RUNNERS
@@ -81,7 +120,8 @@ def train(options: dict, shared_cache: dict) -> tuple:
     return runner.model, seconds, len(shared_cache) - before, len(runner.train_dataloader.dataset), size
 
 
-def main() -> int:
+@report_input_errors("measure_prompt_tuning")
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--val", type=Path, required=True, help="scored segmentation set (mmseg layout)")
     parser.add_argument("--pool", default="data/pool/val", help="labelled images (mmseg layout)")
@@ -89,45 +129,65 @@ def main() -> int:
     parser.add_argument("--ks", nargs="+", default=["1", "4", "16", "all"])
     parser.add_argument("--lrs", nargs="+", type=float, default=[1e-2])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument(
+        "--runs", nargs="+", type=parse_run, help="KIND:K:LR runs instead of kinds x ks x lrs"
+    )
+    parser.add_argument("--model", default="groupvit_tiny_synthetic", help="preset of the frozen model")
+    parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints/groupvit_tiny_synthetic.pth"))
+    parser.add_argument(
+        "--override",
+        nargs="+",
+        type=parse_override,
+        default=[],
+        help="preset fields KEY=VALUE (fusion.layers=2)",
+    )
     parser.add_argument("--json", type=Path, required=True)
-    args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
+    args = parser.parse_args(argv)
     import groupvit
     import mmseg_plugins  # noqa: F401
     from groupvit.zero_shot_functional import build_class_embeddings
 
-    model = groupvit.create_model(
-        "groupvit_tiny_synthetic", checkpoint=str(ROOT / "checkpoints/groupvit_tiny_synthetic.pth")
-    ).eval()
+    classes = read_classes(args.val)
+    if read_classes(Path(args.pool)) != classes:
+        raise InputError(
+            f"{args.pool} and {args.val} have different classes.txt: tune on a set of the same classes"
+        )
+    overrides = dict(args.override)
+    model = groupvit.create_model(args.model, checkpoint=args.checkpoint, **overrides).eval()
     start = time.perf_counter()
     cached = val_features(model, args.val, 320)
     print(f"val features of {len(cached)} images in {time.perf_counter() - start:.0f} s", flush=True)
-    names = ["apple", "house", "star", "tree", "fish", "car", "ball", "flower"]
-    zero = build_class_embeddings(model, groupvit.get_tokenizer(), names, ["a photo of a {}."])
-    rows = [dict(kind="zero-shot", miou=round(miou(model, cached, zero, 9), 2))]
+    zero = build_class_embeddings(model, groupvit.get_tokenizer(), classes[1:], ["a photo of a {}."])
+    rows = [dict(kind="zero-shot", miou=round(miou(model, cached, zero, len(classes)), 2))]
     print(rows[-1], flush=True)
     shared_cache: dict = {}
-    for kind in args.kinds:
-        for k in args.ks:
-            for lr in args.lrs:
-                for seed in args.seeds:
-                    options = {
-                        "model.prompt_kind": kind.split("_")[0],
-                        "model.shared_context": kind != "context_per_class",
-                        "train_dataloader.dataset.data_root": args.pool,
-                        "train_dataloader.dataset.k": None if k == "all" else int(k),
-                        "train_dataloader.dataset.seed": seed,
-                        "optim_wrapper.optimizer.lr": lr,
-                    }
-                    tuned, seconds, new_images, images, size = train(options, shared_cache)
-                    embeds = tuned.learner(tuned.model).detach()
-                    rows.append(
-                        dict(kind=kind, k=k, lr=lr, seed=seed, images=images, miou=round(miou(model, cached, embeds, 9), 2),
-                             seconds=round(seconds, 1), new_images=new_images, file_bytes=size)
-                    )  # fmt: skip
-                    print(rows[-1], flush=True)
-                    args.json.parent.mkdir(parents=True, exist_ok=True)
-                    args.json.write_text(json.dumps(dict(val=str(args.val), rows=rows), indent=1) + "\n")
+    runs = args.runs or [(kind, k, lr) for kind in args.kinds for k in args.ks for lr in args.lrs]
+    for kind, k, lr in runs:
+        for seed in args.seeds:
+            options = {
+                "model.model_name": args.model,
+                "model.checkpoint": args.checkpoint,
+                "model.model_overrides": overrides,
+                "model.class_names": tuple(classes),
+                "train_dataloader.dataset.classes": tuple(classes),
+                "model.prompt_kind": kind.split("_")[0],
+                "model.shared_context": kind != "context_per_class",
+                "train_dataloader.dataset.data_root": args.pool,
+                "train_dataloader.dataset.k": None if k == "all" else int(k),
+                "train_dataloader.dataset.seed": seed,
+                "optim_wrapper.optimizer.lr": lr,
+                "param_scheduler.0.eta_min": lr * 0.01,
+            }
+            tuned, seconds, new_images, images, size = train(options, shared_cache)
+            embeds = tuned.learner(tuned.model).detach()
+            score = round(miou(model, cached, embeds, len(classes)), 2)
+            rows.append(
+                dict(kind=kind, k=k, lr=lr, seed=seed, images=images, miou=score, seconds=round(seconds, 1),
+                     new_images=new_images, file_bytes=size, load=round(os.getloadavg()[0], 1))
+            )  # fmt: skip
+            print(rows[-1], flush=True)
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(dict(val=str(args.val), rows=rows), indent=1) + "\n")
     return 0
 
 
