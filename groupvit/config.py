@@ -23,6 +23,9 @@ class VisionConfig:
     # "patch": one strided conv per patch (ViT, the released models); "conv": 3x3 stride-2 convs with
     # BatchNorm and ReLU down to the same grid (Xiao et al. 2021; patch_size a power of two)
     stem: str = "patch"
+    # with stem "conv": 3x3 stride-1 conv-BN-ReLU layers after each stride-2 conv (a token of a 3-conv
+    # stem then sees 15 + 28 * n px instead of 15); 0: Xiao et al.'s stem
+    stem_extra_convs: int = 0
     in_chans: int = 3  # input channels
     width: int = 384  # token width shared by every stage
     depths: tuple[int, ...] = (6, 3, 3)  # transformer blocks per stage
@@ -62,6 +65,10 @@ class VisionConfig:
             )
         if self.stem not in ("patch", "conv"):
             raise ValueError(f"stem must be 'patch' or 'conv', got {self.stem!r}")
+        if self.stem_extra_convs < 0 or (self.stem_extra_convs and self.stem != "conv"):
+            raise ValueError(
+                f"stem_extra_convs must be >= 0 and needs stem 'conv', got {self.stem_extra_convs}"
+            )
         if any(self.width % h for h in self.num_heads):
             raise ValueError(f"width {self.width} must be divisible by every num_heads {self.num_heads}")
 

@@ -192,8 +192,33 @@ def test_conv_stem_tiles_like_the_patch_projection() -> None:
     assert torch.equal(stem(x)[0][0, 0], stem(y)[0][0, 0]) and not torch.equal(stem(x)[0], stem(y)[0])
     with pytest.raises(ValueError, match="a conv stem needs a power-of-two patch_size >= 2, got 6"):
         ConvStem(patch_size=6, in_chans=3, embed_dim=16)
+    with pytest.raises(ValueError, match="extra_convs must be >= 0, got -1"):
+        ConvStem(patch_size=8, in_chans=3, embed_dim=16, extra_convs=-1)
     with pytest.raises(ValueError, match="smaller than one"):
         stem(torch.randn(1, 3, 4, 64))
+
+
+def test_conv_stem_extra_convs_widen_the_receptive_field() -> None:
+    torch.manual_seed(0)
+    plain = ConvStem(patch_size=8, in_chans=3, embed_dim=16).eval()
+    deep = ConvStem(patch_size=8, in_chans=3, embed_dim=16, extra_convs=1).eval()
+    # one stride-1 conv after each stride-2 conv, at that conv's width
+    assert [m.out_channels for m in deep.convs if isinstance(m, torch.nn.Conv2d)] == [8, 8, 8, 8, 16, 16]
+    assert [m.stride for m in deep.convs if isinstance(m, torch.nn.Conv2d)] == [(2, 2), (1, 1)] * 3
+    x = torch.randn(1, 3, 64, 64)
+
+    def reach(stem: ConvStem) -> int:
+        """The last pixel (p, p) whose change moves the top-left token."""
+        moved = []
+        for p in range(64):
+            y = x.clone()
+            y[:, :, p, p] += 1.0
+            moved.append(not torch.equal(stem(x)[0][0, 0], stem(y)[0][0, 0]))
+        return max(p for p, m in enumerate(moved) if m)
+
+    # the top-left token sees its own 8-px patch (padding on the other side), then 14 px more
+    assert reach(plain) == 7 and reach(deep) == 21
+    assert deep(x)[0].shape == plain(x)[0].shape == (1, 64, 16)
 
 
 def test_vision_config_stem() -> None:
@@ -215,6 +240,24 @@ def test_vision_config_stem() -> None:
     assert isinstance(tower.patch_embed, ConvStem) and tower(torch.randn(2, 3, 32, 32)).shape == (2, 16)
     with pytest.raises(ValueError, match="stem must be 'patch' or 'conv', got 'cnn'"):
         VisionConfig(stem="cnn")
+    with pytest.raises(ValueError, match="stem_extra_convs must be >= 0 and needs stem 'conv', got 1"):
+        VisionConfig(stem_extra_convs=1)
+    with pytest.raises(ValueError, match="stem_extra_convs must be >= 0 and needs stem 'conv', got -1"):
+        VisionConfig(stem="conv", stem_extra_convs=-1)
+    deep = GroupViTVisionTower(
+        VisionConfig(
+            image_size=32,
+            patch_size=8,
+            width=16,
+            stem="conv",
+            stem_extra_convs=2,
+            depths=(1,),
+            num_heads=(2,),
+            num_group_tokens=(4,),
+            num_output_groups=(4,),
+        )
+    )
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in deep.patch_embed.convs) == 9
 
 
 def test_position_embedding_is_resampled_once_while_the_weights_stay() -> None:

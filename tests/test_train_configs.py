@@ -219,7 +219,9 @@ def test_shape_config_is_the_colour_config_with_the_shape_data() -> None:
         get_model_config("groupvit_tiny_synthetic"),
     )
     assert preset.vision.stem == "conv" and base.vision.stem == "patch"
-    assert preset.to_dict()["vision"] | {"stem": "patch"} == base.to_dict()["vision"]
+    # one stride-1 conv after each stride-2 conv of the stem (docs/shapes.md, run G)
+    assert preset.vision.stem_extra_convs == 1 and base.vision.stem_extra_convs == 0
+    assert preset.to_dict()["vision"] | {"stem": "patch", "stem_extra_convs": 0} == base.to_dict()["vision"]
 
 
 def _synthetic_config_on(overrides: dict, work_dir: Path) -> Config:

@@ -143,8 +143,16 @@ class GroupViTVisionTower(nn.Module):
         self.patch_size = cfg.patch_size
         self.pos_grid = cfg.grid_size
         self._pos_cache: tuple[tuple, torch.Tensor] | None = None  # see position_embedding
-        stem = ConvStem if cfg.stem == "conv" else PatchEmbed
-        self.patch_embed = stem(cfg.patch_size, cfg.in_chans, cfg.width, eps=cfg.layer_norm_eps)
+        if cfg.stem == "conv":
+            self.patch_embed = ConvStem(
+                cfg.patch_size,
+                cfg.in_chans,
+                cfg.width,
+                eps=cfg.layer_norm_eps,
+                extra_convs=cfg.stem_extra_convs,
+            )
+        else:
+            self.patch_embed = PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.width, eps=cfg.layer_norm_eps)
         self.pos_embed = nn.Parameter(torch.zeros(1, self.pos_grid[0] * self.pos_grid[1], cfg.width))
 
         dpr = torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist()  # stochastic depth decay rule
