@@ -209,7 +209,24 @@ def convert_state_dict(
     src = detect_layout(sd) if src is None else src
     if src not in LAYOUTS or dst not in LAYOUTS:
         raise ValueError(f"layouts must be among {LAYOUTS}, got src={src!r}, dst={dst!r}")
-    return _FROM_OURS[dst](_TO_OURS[src](sd))
+    ours = _TO_OURS[src](sd)
+    if dst != "ours":
+        _check_released_architecture(ours, dst)
+    return _FROM_OURS[dst](ours)
+
+
+# Parts of our models that the released architecture (official code, transformers) does not have:
+# their keys would pass through renamed, and the other side would fail on them or drop them.
+_OURS_ONLY = {"vision.patch_embed.convs.": "a convolutional stem", ".fusion.": "fusion layers"}
+
+
+def _check_released_architecture(sd: Mapping[str, torch.Tensor], dst: str) -> None:
+    for marker, part in _OURS_ONLY.items():
+        if any(marker in key for key in sd):
+            raise InputError(
+                f"this checkpoint has {part}, which the {dst} GroupViT does not have: keep it in "
+                "our layout (--to ours)"
+            )
 
 
 def unwrap_state_dict(obj: Any, source: str = "checkpoint") -> StateDict:

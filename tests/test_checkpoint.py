@@ -18,6 +18,7 @@ from groupvit.checkpoint import (
     read_checkpoint,
     unwrap_state_dict,
 )
+from groupvit.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -197,3 +198,18 @@ def test_convert_tool_cli_help(capsys) -> None:
         convert.main(["--help"])
     out = capsys.readouterr().out
     assert exit_info.value.code == 0 and out.startswith("usage: groupvit-convert") and "--from" in out
+
+
+@pytest.mark.parametrize(
+    "overrides, part",
+    [({"vision.stem": "conv"}, "a convolutional stem"), ({"fusion.layers": 1}, "fusion layers")],
+)
+@pytest.mark.parametrize("dst", ["hf", "official"])
+def test_parts_the_released_architecture_lacks_are_refused(overrides: dict, part: str, dst: str) -> None:
+    """A conv stem or fusion layers would pass through renamed and break (or vanish in) the other side."""
+    sd = create_model("groupvit_tiny", **overrides).state_dict()
+    with pytest.raises(
+        InputError, match=f"this checkpoint has {part}, which the {dst} GroupViT does not have"
+    ):
+        convert_state_dict(sd, dst=dst)
+    assert convert_state_dict(sd, dst="ours").keys() == sd.keys()
