@@ -96,13 +96,19 @@ def test_onednn_linear_matches_f_linear(shape: tuple[int, ...]) -> None:
         torch.testing.assert_close(g, r, atol=1e-4, rtol=1e-5)
 
 
-@pytest.mark.parametrize("capability, onednn", [("AVX512", True), ("AVX2", False), ("DEFAULT", False)])
-def test_linear_follows_the_instruction_set(
-    monkeypatch: pytest.MonkeyPatch, capability: str, onednn: bool
+@pytest.mark.parametrize(
+    "capability, threads, onednn",
+    [("AVX512", 2, True), ("AVX512", 1, False), ("AVX2", 2, False), ("DEFAULT", 2, False)],
+)
+def test_linear_follows_the_instruction_set_and_threads(
+    monkeypatch: pytest.MonkeyPatch, capability: str, threads: int, onednn: bool
 ) -> None:
-    """oneDNN for large products exactly when torch's CPU kernels run AVX-512, F.linear otherwise."""
+    """oneDNN for large products exactly when torch's CPU kernels run AVX-512 on more than one
+    thread, F.linear otherwise."""
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
-    linear_mod.onednn_preferred.cache_clear()
+    linear_mod._avx512.cache_clear()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         assert linear_mod.onednn_preferred() == (onednn and torch.backends.mkldnn.is_available())
         layer = Linear(48, 80)
@@ -114,7 +120,20 @@ def test_linear_follows_the_instruction_set(
         small = torch.randn(4, 15, 48)  # 60 rows < MIN_ROWS: always F.linear
         assert torch.equal(layer(small), F.linear(small, layer.weight, layer.bias))
     finally:
-        linear_mod.onednn_preferred.cache_clear()
+        torch.set_num_threads(before)
+        linear_mod._avx512.cache_clear()
+
+
+@pytest.mark.parametrize("rows, cin, cout", [(8192, 48, 192), (8192, 192, 48), (848, 384, 1536)])
+def test_one_thread_convolution_is_f_linear_bit_for_bit(rows: int, cin: int, cout: int, one_thread) -> None:
+    """Why one thread runs F.linear: there PyTorch gives the 1x1 convolution to its im2col
+    fallback, the same sgemm, so the results (forward and every gradient) are F.linear's bit for
+    bit and only the fallback's copies are saved; a run trained before keeps its weights."""
+    x = torch.randn(rows, cin, requires_grad=True)
+    layer = Linear(cin, cout)
+    out, *grads = _grads(linear_mod.onednn_linear, x, layer)
+    ref, *ref_grads = _grads(F.linear, x, layer)
+    assert torch.equal(out, ref) and all(torch.equal(g, r) for g, r in zip(grads, ref_grads))
 
 
 def test_avx2_limit_turns_onednn_off() -> None:

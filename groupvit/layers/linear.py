@@ -6,7 +6,11 @@ instruction set the CPU kernels use (docs/benchmarks.md, "What decides the kerne
 oneDNN was 1.8-2.3x faster than BLAS on 2 AMD Zen 5 cores and even with MKL on an Intel Xeon,
 while limited to AVX2 its backward pass ran at 0.47-0.57x MKL's for every training shape, which
 made our training step slower than transformers'. So the rule is: oneDNN when torch's CPU kernels
-run AVX-512, BLAS otherwise. A rule and not a per-process timing: the kernels round differently,
+run AVX-512 on more than one thread, BLAS otherwise. On one thread PyTorch's own convolution
+heuristic never hands a 1x1 convolution of batch 1 to oneDNN: it runs its im2col fallback, the
+same sgemm (bit-identical results, ``tests/test_speed_paths.py``) plus a transposing copy of the
+input and of the output, which made one-thread runs (``make demo-train``, ``OMP_NUM_THREADS=1``)
+slower than ``F.linear``. A rule and not a per-process timing: the kernels round differently,
 and a choice that could flip between two processes would break exact resume and bit-for-bit
 reproducible training.
 """
@@ -25,10 +29,15 @@ _ONEDNN = torch.backends.mkldnn.is_available()
 
 
 @functools.cache
+def _avx512() -> bool:
+    return _ONEDNN and torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
 def onednn_preferred() -> bool:
     """Whether large CPU float32 products run on oneDNN: when torch's CPU kernels run AVX-512
-    (``torch.backends.cpu.get_cpu_capability()``, which ``ATEN_CPU_CAPABILITY`` can lower)."""
-    return _ONEDNN and torch.backends.cpu.get_cpu_capability() == "AVX512"
+    (``torch.backends.cpu.get_cpu_capability()``, which ``ATEN_CPU_CAPABILITY`` can lower) on more
+    than one thread (on one, PyTorch would not give the convolution to oneDNN)."""
+    return _avx512() and torch.get_num_threads() > 1
 
 
 def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
