@@ -16,8 +16,11 @@ from groupvit.losses import (
     GroupPhraseAlignmentLoss,
     MultiLabelContrastiveLoss,
     NounGroupLoss,
+    PatchPhraseAlignmentLoss,
     UnclaimedGroupLoss,
+    assignment_product,
     group_phrase_targets,
+    phrase_patch_shares,
     text_ids,
 )
 from mmseg_plugins.segmentor import GroupViTSegmentor
@@ -82,6 +85,10 @@ class GroupViTTrainModel(GroupViTSegmentor):
         grounding_scale / grounding_threshold: the alignment sigmoid, ``scale * (cos - threshold)``.
         grounding_min_share: a group is a phrase's positive when more than this share of it lies
             inside the phrase's mask.
+        grounding_targets: ``"group"`` (GLIP's: each group against each phrase, the targets from
+            the groups the model formed) or ``"patch"`` (each patch scored by its groups against
+            each phrase, positive where the patch lies in the phrase's mask:
+            ``groupvit.losses.PatchPhraseAlignmentLoss``, which collapsing the groups cannot satisfy).
         train_fusion_only: stage 2 trains the fusion parameters only (the gated cross-attentions
             and their gates, ``*.fusion.*``); every weight and buffer that the fusion-off path uses
             stays as loaded (no gradient, and those modules stay in eval mode, so BatchNorm keeps
@@ -109,6 +116,7 @@ class GroupViTTrainModel(GroupViTSegmentor):
         grounding_scale: float = 10.0,
         grounding_threshold: float = 0.4,
         grounding_min_share: float = 0.5,
+        grounding_targets: str = "group",
         train_fusion_only: bool = False,
         grad_checkpointing: bool = False,
         **kwargs: Any,
@@ -128,7 +136,16 @@ class GroupViTTrainModel(GroupViTSegmentor):
         self.grounding_weight = grounding_weight
         self.grounding_fusion = grounding_fusion
         self.grounding_min_share = grounding_min_share
-        self.grounding_loss = GroupPhraseAlignmentLoss(grounding_loss, grounding_scale, grounding_threshold)
+        if grounding_targets not in ("group", "patch"):
+            raise InputError(f"grounding_targets must be 'group' or 'patch', got {grounding_targets!r}")
+        self.grounding_targets = grounding_targets
+        self.grounding_loss = (
+            GroupPhraseAlignmentLoss(grounding_loss, grounding_scale, grounding_threshold)
+            if grounding_targets == "group"
+            else PatchPhraseAlignmentLoss(
+                grounding_loss, grounding_scale, grounding_threshold, grounding_min_share
+            )
+        )
         self.train_fusion_only = train_fusion_only
         if train_fusion_only:
             self._freeze_all_but_fusion(grounding_weight, grounding_fusion)
@@ -269,6 +286,16 @@ class GroupViTTrainModel(GroupViTSegmentor):
             )
         patch = self.model.vision.patch_size
         grid = (images.shape[-2] // patch, images.shape[-1] // patch)
+        if self.grounding_targets == "patch":
+            shares = phrase_patch_shares(grounding["label_map"], labels, grid)
+            with torch.autocast(device_type=images.device.type, enabled=False):
+                return self.grounding_loss(
+                    groups.float(),
+                    phrase_embeds.float(),
+                    assignment_product(assignments).float(),
+                    shares,
+                    valid,
+                )
         targets = group_phrase_targets(
             assignments, grounding["label_map"], labels, grid, self.grounding_min_share
         )

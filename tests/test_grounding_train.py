@@ -264,3 +264,45 @@ def test_train_fusion_only_needs_fusion_layers_and_the_fused_grounding_loss() ->
         InputError, match=r"needs grounding_weight > 0 and grounding_fusion=True, got 0.0 and True"
     ):
         MODELS.build(_grounding_train_cfg(2, train_fusion_only=True))
+
+
+def test_patch_alignment_scores_every_patch_by_its_groups() -> None:
+    from groupvit.losses import PatchPhraseAlignmentLoss
+
+    # one phrase over patches 0, 1 of 4; group 0 is the phrase (cos 1), group 1 is not (cos 0)
+    groups_embeds = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    phrase = torch.tensor([[[1.0, 0.0]]])
+    shares = torch.tensor([[[1.0, 0.6, 0.4, 0.0]]])  # patch 2 is only 40 % inside: a negative
+    split = torch.tensor([[[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]])
+    merged = torch.tensor([[[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]])
+    valid = torch.tensor([[True]])
+    loss = PatchPhraseAlignmentLoss()
+    sp = (
+        F.softplus
+    )  # bce(logit, 1) = softplus(-logit), bce(logit, 0) = softplus(logit); logits 10 * (cos - 0.4)
+    assert loss(groups_embeds, phrase, split, shares, valid).item() == pytest.approx(
+        (2 * sp(torch.tensor(-6.0)) + 2 * sp(torch.tensor(-4.0))).item() / 4, rel=1e-5
+    )
+    # merging the phrase with the background costs the background patches: no gain from collapse
+    assert loss(groups_embeds, phrase, merged, shares, valid).item() == pytest.approx(
+        (2 * sp(torch.tensor(-6.0)) + 2 * sp(torch.tensor(6.0))).item() / 4, rel=1e-5
+    )
+    half = 0.5 * split + 0.5 * merged  # soft assignments mix the groups' logits
+    expected = torch.tensor([6.0, 6.0, 1.0, 1.0])
+    targets = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    assert loss(groups_embeds, phrase, half, shares, valid).item() == pytest.approx(
+        F.binary_cross_entropy_with_logits(expected, targets).item(), rel=1e-5
+    )
+    assert loss(groups_embeds, phrase, split, shares, torch.tensor([[False]])).item() == 0.0
+
+
+def test_grounding_targets_must_be_group_or_patch() -> None:
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    import mmseg_plugins  # noqa: F401
+    from groupvit.errors import InputError
+
+    init_default_scope("mmseg")
+    with pytest.raises(InputError, match=r"^grounding_targets must be 'group' or 'patch', got 'pixel'$"):
+        MODELS.build(dict(_grounding_train_cfg(0), grounding_targets="pixel"))
