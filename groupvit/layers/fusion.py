@@ -41,6 +41,8 @@ class GatedCrossAttention(nn.Module):
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.relative_output = relative_output
+        if relative_output:  # a key in the checkpoint, so that the loaders rebuild the same layer
+            self.register_buffer("relative_output_flag", torch.ones(()))
         self.norm = nn.LayerNorm(dim, eps=eps)
         self.norm_context = nn.LayerNorm(context_dim, eps=eps)
         self.q_proj = Linear(dim, dim)
