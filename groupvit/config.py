@@ -102,6 +102,10 @@ class FusionConfig:
 
     layers: int = 0  # last N transformer blocks of every grouping stage attend to the caption's tokens
     text_layers: int = 0  # last N text blocks attend to the image's final tokens (GLIP's reverse direction)
+    # each token's cross-attention output is rescaled to the norm of the self-attention output it is added
+    # to, so |alpha| bounds the fusion's share (docs/fusion.md: free outputs grew to 6-14x that norm and
+    # the groups collapsed to one per image)
+    relative_output: bool = False
 
     def __post_init__(self) -> None:
         if self.layers < 0 or self.text_layers < 0:

@@ -385,3 +385,49 @@ class GroupPhraseAlignmentLoss(nn.Module):
         alpha_t = 0.25 * targets + 0.75 * (1 - targets)
         focal = alpha_t * (1 - p_t) ** 2 * bce
         return (focal * weight).sum() / (targets * weight).sum().clamp(min=1.0)
+
+
+class PatchPhraseAlignmentLoss(GroupPhraseAlignmentLoss):
+    """The group-phrase alignment scored at every patch instead of every group.
+
+    A patch's logit for a phrase is its groups' logits weighted by its soft assignment (the
+    assignment product), and its target is 1 where more than ``min_share`` of the patch lies inside
+    the phrase's mask. The targets do not depend on how the model groups, so a grouping that
+    merges everything (and is then no group's positive) does not lower the loss; with group targets
+    it does (docs/fusion.md: the fused groups collapsed to one per image under them).
+
+    Args: those of :class:`GroupPhraseAlignmentLoss`, and ``min_share``.
+    """
+
+    def __init__(
+        self, kind: str = "bce", scale: float = 10.0, threshold: float = 0.4, min_share: float = 0.5
+    ):
+        super().__init__(kind, scale, threshold)
+        self.min_share = float(min_share)
+
+    def forward(
+        self,
+        group_embeds: torch.Tensor,
+        phrase_embeds: torch.Tensor,
+        groups: torch.Tensor,
+        shares: torch.Tensor,
+        phrase_valid: torch.Tensor,
+    ) -> torch.Tensor:
+        """group_embeds [B, G, D], phrase_embeds [B, P, D] (L2-normalised), groups [B, G, N] (the
+        assignment product: each patch's share in each group), shares [B, P, N] (each patch's share
+        inside each phrase, :func:`phrase_patch_shares`), phrase_valid [B, P] -> loss []."""
+        group_logits = self.scale * (
+            group_embeds @ phrase_embeds.transpose(1, 2) - self.threshold
+        )  # (B, G, P)
+        logits = groups.transpose(1, 2) @ group_logits  # (B, N, P)
+        targets = (shares.transpose(1, 2) > self.min_share).float()
+        weight = phrase_valid[:, None, :].expand_as(logits).float()
+        if weight.sum() == 0:
+            return logits.sum() * 0.0
+        bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+        if self.kind == "bce":
+            return (bce * weight).sum() / weight.sum()
+        p = logits.sigmoid()
+        p_t = p * targets + (1 - p) * (1 - targets)
+        alpha_t = 0.25 * targets + 0.75 * (1 - targets)
+        return (alpha_t * (1 - p_t) ** 2 * bce * weight).sum() / (targets * weight).sum().clamp(min=1.0)

@@ -8,14 +8,19 @@ import torch
 from mmseg.models.data_preprocessor import SegDataPreProcessor
 from mmseg.registry import MODELS
 
+from groupvit.errors import InputError
+from groupvit.layers.fusion import GatedCrossAttention
 from groupvit.losses import (
     ContrastiveLoss,
     GroupBalanceLoss,
     GroupPhraseAlignmentLoss,
     MultiLabelContrastiveLoss,
     NounGroupLoss,
+    PatchPhraseAlignmentLoss,
     UnclaimedGroupLoss,
+    assignment_product,
     group_phrase_targets,
+    phrase_patch_shares,
     text_ids,
 )
 from mmseg_plugins.segmentor import GroupViTSegmentor
@@ -80,6 +85,17 @@ class GroupViTTrainModel(GroupViTSegmentor):
         grounding_scale / grounding_threshold: the alignment sigmoid, ``scale * (cos - threshold)``.
         grounding_min_share: a group is a phrase's positive when more than this share of it lies
             inside the phrase's mask.
+        grounding_targets: ``"group"`` (GLIP's: each group against each phrase, the targets from
+            the groups the model formed) or ``"patch"`` (each patch scored by its groups against
+            each phrase, positive where the patch lies in the phrase's mask:
+            ``groupvit.losses.PatchPhraseAlignmentLoss``, which collapsing the groups cannot satisfy).
+        train_fusion_only: stage 2 trains the fusion parameters only (the gated cross-attentions
+            and their gates, ``*.fusion.*``); every weight and buffer that the fusion-off path uses
+            stays as loaded (no gradient, and those modules stay in eval mode, so BatchNorm keeps
+            its running statistics), so the dual encoder is the starting checkpoint bit for bit.
+            The stage-1 losses then change nothing and are not computed; the batch's loss is
+            ``loss_grounding`` alone (which needs ``grounding_weight`` > 0, ``grounding_fusion`` and
+            a model with fusion layers).
         grad_checkpointing: recompute transformer blocks in backward (less memory).
         **kwargs: the arguments of :class:`GroupViTSegmentor` (model name,
             overrides, checkpoint, class names, zero-shot settings, data
@@ -100,6 +116,8 @@ class GroupViTTrainModel(GroupViTSegmentor):
         grounding_scale: float = 10.0,
         grounding_threshold: float = 0.4,
         grounding_min_share: float = 0.5,
+        grounding_targets: str = "group",
+        train_fusion_only: bool = False,
         grad_checkpointing: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -118,9 +136,46 @@ class GroupViTTrainModel(GroupViTSegmentor):
         self.grounding_weight = grounding_weight
         self.grounding_fusion = grounding_fusion
         self.grounding_min_share = grounding_min_share
-        self.grounding_loss = GroupPhraseAlignmentLoss(grounding_loss, grounding_scale, grounding_threshold)
+        if grounding_targets not in ("group", "patch"):
+            raise InputError(f"grounding_targets must be 'group' or 'patch', got {grounding_targets!r}")
+        self.grounding_targets = grounding_targets
+        self.grounding_loss = (
+            GroupPhraseAlignmentLoss(grounding_loss, grounding_scale, grounding_threshold)
+            if grounding_targets == "group"
+            else PatchPhraseAlignmentLoss(
+                grounding_loss, grounding_scale, grounding_threshold, grounding_min_share
+            )
+        )
+        self.train_fusion_only = train_fusion_only
+        if train_fusion_only:
+            self._freeze_all_but_fusion(grounding_weight, grounding_fusion)
         if grad_checkpointing:
             self.model.set_grad_checkpointing(True)
+
+    def _freeze_all_but_fusion(self, grounding_weight: float, grounding_fusion: bool) -> None:
+        """``train_fusion_only``: gradients for the ``*.fusion.*`` parameters alone."""
+        if not self.model.has_fusion:
+            raise InputError(
+                "train_fusion_only needs fusion layers: set model.model_overrides.fusion.layers > 0"
+            )
+        if grounding_weight <= 0 or not grounding_fusion:
+            raise InputError(
+                "train_fusion_only trains the fused grounding forward only: it needs grounding_weight > 0 "
+                f"and grounding_fusion=True, got {grounding_weight} and {grounding_fusion}"
+            )
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(".fusion." in f".{name}")
+
+    def train(self, mode: bool = True) -> GroupViTTrainModel:
+        """With ``train_fusion_only`` only the cross-attentions follow ``mode``; the rest of the
+        model stays in eval mode (BatchNorm statistics, drop path), as the dual encoder runs."""
+        super().train(mode)
+        if self.train_fusion_only:
+            self.model.eval()
+            for module in self.model.modules():
+                if isinstance(module, GatedCrossAttention):
+                    module.train(mode)
+        return self
 
     def forward(self, inputs: torch.Tensor, data_samples: Any = None, mode: str = "tensor") -> Any:
         if mode == "loss":
@@ -134,6 +189,8 @@ class GroupViTTrainModel(GroupViTSegmentor):
         return self.model.encode_image(images, normalize=True), self.model.encode_text(tokens, normalize=True)
 
     def loss(self, inputs: torch.Tensor, data_samples: dict) -> dict[str, torch.Tensor]:
+        if self.train_fusion_only:
+            return self._fusion_only_loss(inputs, data_samples)
         text = data_samples["text"]  # [B, 1 + K, L]
         batch, rows = text.shape[:2]
         # ids of the full rows, so that equal texts get equal ids in every process
@@ -191,6 +248,15 @@ class GroupViTTrainModel(GroupViTSegmentor):
         losses["multi_label_logit_scale"] = ml_scale.detach()
         return losses
 
+    def _fusion_only_loss(self, inputs: torch.Tensor, data_samples: dict) -> dict[str, torch.Tensor]:
+        """``train_fusion_only``: the fused grounding loss alone (the frozen stage-1 losses could not
+        move a fusion parameter: they run with fusion off)."""
+        grounding = data_samples.get("grounding")
+        if grounding is None:
+            raise InputError("train_fusion_only needs grounding batches (GroundingFolderDataset)")
+        loss = self._grounding(inputs, data_samples["text"][:, 0], grounding, None)
+        return dict(loss_grounding=self.grounding_weight * loss)
+
     def _grounding(
         self,
         images: torch.Tensor,
@@ -220,6 +286,16 @@ class GroupViTTrainModel(GroupViTSegmentor):
             )
         patch = self.model.vision.patch_size
         grid = (images.shape[-2] // patch, images.shape[-1] // patch)
+        if self.grounding_targets == "patch":
+            shares = phrase_patch_shares(grounding["label_map"], labels, grid)
+            with torch.autocast(device_type=images.device.type, enabled=False):
+                return self.grounding_loss(
+                    groups.float(),
+                    phrase_embeds.float(),
+                    assignment_product(assignments).float(),
+                    shares,
+                    valid,
+                )
         targets = group_phrase_targets(
             assignments, grounding["label_map"], labels, grid, self.grounding_min_share
         )

@@ -214,3 +214,28 @@ def test_phrase_grounder_conditions_the_groups_on_the_caption(synthetic_val: Pat
     off = PhraseGrounder(fused, fusion=False).ground(image, caption)  # the dual encoder
     assert seen[-1] is None and torch.equal(off.labels, reference.labels)
     assert PhraseGrounder(plain, fusion=True).fusion is False  # nothing to switch on
+
+
+def test_relative_output_bounds_the_fusion_share_and_is_read_off_the_checkpoint(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    layer = GatedCrossAttention(8, 6, 2, relative_output=True)
+    with torch.no_grad():
+        layer.alpha.fill_(0.3)
+    x, context = torch.randn(2, 5, 8), Context(torch.randn(2, 3, 6), None)
+    out = layer(x, context)
+    torch.testing.assert_close(out.norm(dim=-1), 0.3 * x.norm(dim=-1))
+    model = groupvit.create_model(
+        "groupvit_tiny_synthetic", **{"fusion.layers": 2, "fusion.relative_output": True}
+    )
+    _open_gates(model, 0.25)
+    sd = model.state_dict()
+    assert fusion_overrides(sd) == {
+        "fusion.layers": 2,
+        "fusion.text_layers": 0,
+        "fusion.relative_output": True,
+    }
+    path = tmp_path / "relative.pth"
+    torch.save({"state_dict": sd}, path)
+    loaded = load_model(path)
+    assert loaded.config.fusion.relative_output and loaded.vision.stages[0].blocks[4].fusion.relative_output
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in sd.items())

@@ -318,3 +318,17 @@ def test_eval_grounding_on_shipped_model(val_scenes: Path, tmp_path: Path) -> No
     summary = json.loads(summary_path.read_text())
     assert summary["images"] == 4 and summary["phrases"] == 7 and summary["parse_misses"] == 0
     assert summary["phrase_miou"] > 30.0  # the shipped model grounds most of these phrases
+
+
+def test_eval_grounding_short_side(val_scenes: Path, tmp_path: Path, capsys) -> None:
+    from groupvit.cli import eval_grounding
+
+    summary_path = tmp_path / "g.json"
+    argv = [str(val_scenes / "grounding.jsonl"), "--checkpoint", str(SHIPPED), "--json", str(summary_path)]
+    assert eval_grounding.main(argv + ["--short-side", "64"]) == 0
+    summary = json.loads(summary_path.read_text())
+    assert "short_side=64," in summary["grounder"] and summary["phrases"] == 7
+    assert eval_grounding.main(argv + ["--short-side", "4"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "groupvit-eval-grounding: error: --short-side 4: must be at least the model's patch size, 8 px"
+    )

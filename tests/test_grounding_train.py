@@ -197,3 +197,112 @@ def test_train_model_adds_the_grounding_loss(grounding_root: Path, fusion_layers
     losses["loss_grounding"].backward()
     alphas = [p.grad for n, p in model.named_parameters() if n.endswith("fusion.alpha")]
     assert len(alphas) == fusion_layers and all(g is not None and g.abs().item() > 0 for g in alphas)
+
+
+def _grounding_train_cfg(fusion_layers: int, **kwargs) -> dict:
+    return dict(
+        type="GroupViTTrainModel",
+        model_name="groupvit_tiny_synthetic",
+        model_overrides={"fusion.layers": fusion_layers},
+        checkpoint=str(REPO / "checkpoints" / "groupvit_tiny_synthetic.pth"),
+        group_multi_label=True,
+        data_preprocessor=dict(type="GroupViTDataPreProcessor", mean=[0, 0, 0], std=[1, 1, 1]),
+        **kwargs,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.nltk_data
+def test_train_fusion_only_leaves_every_other_tensor_as_loaded(grounding_root: Path) -> None:
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    import mmseg_plugins  # noqa: F401
+    from mmseg_plugins.train_data import GroundingFolderDataset, image_text_collate
+
+    init_default_scope("mmseg")
+    dataset = GroundingFolderDataset(
+        str(grounding_root / "train"), image_transform=IMAGE_TRANSFORM, text_transform=dict(num_prompts=3)
+    )
+    batch = image_text_collate([dataset[i] for i in range(6)])
+    model = MODELS.build(_grounding_train_cfg(2, grounding_weight=1.0, train_fusion_only=True)).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    # the stage-2 optimizer (AdamW with weight decay, 10x on the fusion keys) over the whole model
+    optim = build_optim_wrapper(
+        model,
+        dict(
+            optimizer=dict(type="AdamW", lr=1e-2, weight_decay=0.05),
+            paramwise_cfg=dict(custom_keys={".fusion.": dict(lr_mult=10.0)}),
+        ),
+    )
+    for _ in range(3):
+        losses = model(batch["inputs"], batch["data_samples"], mode="loss")
+        assert set(losses) == {"loss_grounding"}  # the frozen stage-1 losses are not computed
+        optim.update_params(losses["loss_grounding"])
+    after = model.state_dict()
+    fusion = {k for k in after if ".fusion." in k}
+    assert len(fusion) == 26  # 2 blocks x 13 tensors: norms, q/k/v/out projections, alpha
+    # every tensor of the dual encoder, BatchNorm statistics included, is bit for bit the loaded one
+    assert all(torch.equal(after[k], before[k]) for k in after if k not in fusion)
+    assert all(not torch.equal(after[k], before[k]) for k in fusion if k.endswith("alpha"))
+    assert model.model.image_projector.training is False and model.model.vision.training is False
+    assert all(m.training for m in model.modules() if type(m).__name__ == "GatedCrossAttention")
+
+
+def test_train_fusion_only_needs_fusion_layers_and_the_fused_grounding_loss() -> None:
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    import mmseg_plugins  # noqa: F401
+    from groupvit.errors import InputError
+
+    init_default_scope("mmseg")
+    with pytest.raises(InputError, match=r"needs fusion layers: set model.model_overrides.fusion.layers > 0"):
+        MODELS.build(_grounding_train_cfg(0, grounding_weight=1.0, train_fusion_only=True))
+    with pytest.raises(
+        InputError, match=r"needs grounding_weight > 0 and grounding_fusion=True, got 0.0 and True"
+    ):
+        MODELS.build(_grounding_train_cfg(2, train_fusion_only=True))
+
+
+def test_patch_alignment_scores_every_patch_by_its_groups() -> None:
+    from groupvit.losses import PatchPhraseAlignmentLoss
+
+    # one phrase over patches 0, 1 of 4; group 0 is the phrase (cos 1), group 1 is not (cos 0)
+    groups_embeds = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    phrase = torch.tensor([[[1.0, 0.0]]])
+    shares = torch.tensor([[[1.0, 0.6, 0.4, 0.0]]])  # patch 2 is only 40 % inside: a negative
+    split = torch.tensor([[[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]])
+    merged = torch.tensor([[[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]])
+    valid = torch.tensor([[True]])
+    loss = PatchPhraseAlignmentLoss()
+    sp = (
+        F.softplus
+    )  # bce(logit, 1) = softplus(-logit), bce(logit, 0) = softplus(logit); logits 10 * (cos - 0.4)
+    assert loss(groups_embeds, phrase, split, shares, valid).item() == pytest.approx(
+        (2 * sp(torch.tensor(-6.0)) + 2 * sp(torch.tensor(-4.0))).item() / 4, rel=1e-5
+    )
+    # merging the phrase with the background costs the background patches: no gain from collapse
+    assert loss(groups_embeds, phrase, merged, shares, valid).item() == pytest.approx(
+        (2 * sp(torch.tensor(-6.0)) + 2 * sp(torch.tensor(6.0))).item() / 4, rel=1e-5
+    )
+    half = 0.5 * split + 0.5 * merged  # soft assignments mix the groups' logits
+    expected = torch.tensor([6.0, 6.0, 1.0, 1.0])
+    targets = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    assert loss(groups_embeds, phrase, half, shares, valid).item() == pytest.approx(
+        F.binary_cross_entropy_with_logits(expected, targets).item(), rel=1e-5
+    )
+    assert loss(groups_embeds, phrase, split, shares, torch.tensor([[False]])).item() == 0.0
+
+
+def test_grounding_targets_must_be_group_or_patch() -> None:
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    import mmseg_plugins  # noqa: F401
+    from groupvit.errors import InputError
+
+    init_default_scope("mmseg")
+    with pytest.raises(InputError, match=r"^grounding_targets must be 'group' or 'patch', got 'pixel'$"):
+        MODELS.build(dict(_grounding_train_cfg(0), grounding_targets="pixel"))

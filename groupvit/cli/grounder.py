@@ -6,7 +6,7 @@ import argparse
 
 import torch
 
-from groupvit.cli.args import in_range, unit_interval
+from groupvit.cli.args import at_least, in_range, unit_interval
 from groupvit.errors import InputError
 from groupvit.grounding import PhraseGrounder
 
@@ -14,7 +14,8 @@ __all__ = ["add_grounder_arguments", "build_grounder"]
 
 
 def add_grounder_arguments(parser: argparse.ArgumentParser) -> None:
-    """--checkpoint, --model, --bg-thresh, --min-similarity, --context, --no-fusion, --device."""
+    """--checkpoint, --model, --bg-thresh, --min-similarity, --context, --no-fusion, --short-side,
+    --device."""
     parser.add_argument("--checkpoint", required=True, help="weights: a file, a URL or a released tag")
     parser.add_argument("--model", help="model preset (default: read off the checkpoint)")
     parser.add_argument(
@@ -33,6 +34,11 @@ def add_grounder_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run a model with fusion layers as the dual encoder (its groups do not read the caption)",
     )
+    parser.add_argument(
+        "--short-side",
+        type=at_least(1),
+        help="inference short side in pixels, at least the model's patch size (default: the preset's)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
 
 
@@ -43,10 +49,16 @@ def build_grounder(args: argparse.Namespace) -> PhraseGrounder:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {args.device}: CUDA is not available here (use --device cpu)")
     model = load_model(args.checkpoint, args.model, args.device)
+    patch = model.vision.patch_size
+    if args.short_side is not None and args.short_side < patch:
+        raise InputError(
+            f"--short-side {args.short_side}: must be at least the model's patch size, {patch} px"
+        )
     return PhraseGrounder(
         model,
         bg_thresh=args.bg_thresh,
         context=args.context,
         min_similarity=args.min_similarity,
         fusion=not args.no_fusion,
+        short_side=args.short_side,
     )

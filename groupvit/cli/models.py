@@ -17,10 +17,11 @@ __all__ = ["detect_preset", "fusion_overrides", "load_model"]
 _FUSED_BLOCK = re.compile(r"^(vision\.stages\.\d+|text)\.blocks\.(\d+)\.fusion\.")
 
 
-def fusion_overrides(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
+def fusion_overrides(state_dict: dict[str, torch.Tensor]) -> dict[str, int | bool]:
     """The ``config.fusion`` that ``state_dict``'s fused blocks need: ``{"fusion.layers": N,
-    "fusion.text_layers": M}`` (the most fused blocks of a grouping stage / of the text tower), or
-    ``{}`` for an unfused checkpoint."""
+    "fusion.text_layers": M}`` (the most fused blocks of a grouping stage / of the text tower, plus
+    ``"fusion.relative_output": True`` where the layers carry its flag), or ``{}`` for an unfused
+    checkpoint."""
     blocks: dict[str, set[str]] = {}
     for key in state_dict:
         match = _FUSED_BLOCK.match(key)
@@ -29,7 +30,13 @@ def fusion_overrides(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
     if not blocks:
         return {}
     vision = max((len(b) for tower, b in blocks.items() if tower != "text"), default=0)
-    return {"fusion.layers": vision, "fusion.text_layers": len(blocks.get("text", ()))}
+    fusion: dict[str, int | bool] = {
+        "fusion.layers": vision,
+        "fusion.text_layers": len(blocks.get("text", ())),
+    }
+    if any(key.endswith(".fusion.relative_output_flag") for key in state_dict):
+        fusion["fusion.relative_output"] = True
+    return fusion
 
 
 def detect_preset(state_dict: dict[str, torch.Tensor]) -> tuple[str, GroupViT] | None:

@@ -53,9 +53,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="keep phrases scoring at least this (default 0.5)",
     )
     parser.add_argument("--max-images", type=at_least(1), help="label only the first N records")
-    parser.add_argument(
-        "--short-side", type=at_least(8), help="grounding image size (default: the preset's evaluation size)"
-    )
     parser.add_argument("--truth", type=Path, help="grounding.jsonl with ground truth for the same records")
     parser.add_argument(
         "--report", type=unit_interval, nargs="+", default=[0.3, 0.5, 0.7, 0.9], help="thresholds of --truth"
@@ -98,7 +95,6 @@ def place_image(source: Path, target: Path) -> None:
 @report_input_errors("groupvit-pseudo-label")
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from groupvit.preprocess import EvalTransform
     from groupvit.pseudo_labels import pseudo_label, score_pseudo_labels
 
     check_out(args.out)
@@ -117,8 +113,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if truth is not None and args.threshold > min(args.report):
         raise InputError(f"--report thresholds below --threshold {args.threshold} cannot be scored")
     grounder = build_grounder(args)
-    if args.short_side is not None:
-        grounder.transform = EvalTransform(args.short_side)
     (args.out / "images").mkdir(parents=True, exist_ok=True)
     (args.out / "ann_dir").mkdir()
     grounded = kept = 0

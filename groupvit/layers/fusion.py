@@ -28,14 +28,21 @@ class GatedCrossAttention(nn.Module):
     """``alpha * CrossAttn(LN(x), context)``: [B, N, dim], Context [B, L, context_dim] -> [B, N, dim].
 
     Keys and values are projected from the context's own width to ``dim`` here, so the towers keep
-    their widths. Padded context tokens (mask False) get no attention.
+    their widths. Padded context tokens (mask False) get no attention. ``relative_output``: each
+    token's output is rescaled to the norm of that token of ``x`` (before ``alpha``), so the gate
+    alone sets the fusion's share, ``|alpha| * ||x||``, whatever the projections learn.
     """
 
-    def __init__(self, dim: int, context_dim: int, num_heads: int, eps: float = 1e-5) -> None:
+    def __init__(
+        self, dim: int, context_dim: int, num_heads: int, eps: float = 1e-5, relative_output: bool = False
+    ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
+        self.relative_output = relative_output
+        if relative_output:  # a key in the checkpoint, so that the loaders rebuild the same layer
+            self.register_buffer("relative_output_flag", torch.ones(()))
         self.norm = nn.LayerNorm(dim, eps=eps)
         self.norm_context = nn.LayerNorm(context_dim, eps=eps)
         self.q_proj = Linear(dim, dim)
@@ -55,8 +62,12 @@ class GatedCrossAttention(nn.Module):
         q = self._heads(self.q_proj(self.norm(x)))
         k, v = self._heads(self.k_proj(ctx)), self._heads(self.v_proj(ctx))
         mask = None if context.mask is None else context.mask[:, None, None, :]  # (B, 1, 1, L)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.alpha * self.proj(out.transpose(1, 2).reshape(B, N, C))
+        out = self.proj(
+            F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(B, N, C)
+        )
+        if self.relative_output:
+            out = out * (x.norm(dim=-1, keepdim=True) / out.norm(dim=-1, keepdim=True).clamp(min=1e-6))
+        return self.alpha * out
 
 
 class FusedTransformerBlock(TransformerBlock):
@@ -66,9 +77,19 @@ class FusedTransformerBlock(TransformerBlock):
     cross-attention cost); with a :class:`Context` the block is FIBER's. [B, N, C] -> [B, N, C].
     """
 
-    def __init__(self, dim: int, num_heads: int, context_dim: int, eps: float = 1e-5, **kwargs) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        context_dim: int,
+        eps: float = 1e-5,
+        relative_output: bool = False,
+        **kwargs,
+    ) -> None:
         super().__init__(dim, num_heads, eps=eps, **kwargs)
-        self.fusion = GatedCrossAttention(dim, context_dim, num_heads, eps=eps)
+        self.fusion = GatedCrossAttention(
+            dim, context_dim, num_heads, eps=eps, relative_output=relative_output
+        )
 
     def forward(
         self, x: torch.Tensor, is_causal: bool = False, context: Context | None = None

@@ -71,8 +71,12 @@ class GroupViT(nn.Module):
     def from_config(cls, cfg: GroupViTConfig) -> GroupViT:
         """Build a randomly initialised model from a :class:`GroupViTConfig`."""
         model = cls(
-            vision=GroupViTVisionTower(cfg.vision, cfg.fusion.layers, cfg.text.width),
-            text=TextTransformer(cfg.text, cfg.fusion.text_layers, cfg.vision.width),
+            vision=GroupViTVisionTower(
+                cfg.vision, cfg.fusion.layers, cfg.text.width, cfg.fusion.relative_output
+            ),
+            text=TextTransformer(
+                cfg.text, cfg.fusion.text_layers, cfg.vision.width, cfg.fusion.relative_output
+            ),
             image_projector=ProjectionHead(cfg.vision.width, cfg.projection_hidden_dim, cfg.embed_dim),
             text_projector=ProjectionHead(cfg.text.width, cfg.projection_hidden_dim, cfg.embed_dim),
             logit_scale_init=cfg.logit_scale_init,

@@ -18,8 +18,11 @@ class TextTransformer(nn.Module):
     id in the vocabulary, so it is found with ``argmax`` over the ids.
     """
 
-    def __init__(self, cfg: TextConfig, fusion_layers: int = 0, context_dim: int = 0) -> None:
-        """``fusion_layers`` > 0: the last that many blocks attend to ``context_dim``-wide image tokens."""
+    def __init__(
+        self, cfg: TextConfig, fusion_layers: int = 0, context_dim: int = 0, relative_output: bool = False
+    ) -> None:
+        """``fusion_layers`` > 0: the last that many blocks attend to ``context_dim``-wide image tokens
+        (``relative_output``: :class:`~groupvit.layers.fusion.GatedCrossAttention`'s)."""
         super().__init__()
         self.cfg = cfg
         self.width = cfg.width
@@ -34,6 +37,7 @@ class TextTransformer(nn.Module):
                 cfg.heads,
                 context_dim,
                 cfg.layer_norm_eps,
+                relative_output=relative_output,
                 mlp_ratio=cfg.mlp_ratio,
                 act_layer=QuickGELU,
             )

@@ -56,6 +56,7 @@ class GroupingStage(nn.Module):
         drop_path: list[float],
         fusion_layers: int = 0,
         context_dim: int = 0,
+        relative_output: bool = False,
     ) -> None:
         super().__init__()
         dim = cfg.width
@@ -68,6 +69,7 @@ class GroupingStage(nn.Module):
                 num_heads,
                 context_dim,
                 cfg.layer_norm_eps,
+                relative_output=relative_output,
                 mlp_ratio=cfg.mlp_ratio,
                 qkv_bias=cfg.qkv_bias,
                 drop_path=dp,
@@ -133,10 +135,13 @@ class GroupViTVisionTower(nn.Module):
     """Images [B, 3, H, W] -> final segment tokens [B, G_last, C] (+ per-stage soft assignments).
 
     ``fusion_layers`` > 0: the last that many blocks of every grouping stage (all of a shorter stage)
-    are :class:`~groupvit.layers.fusion.FusedTransformerBlock` s over ``context_dim``-wide text tokens.
+    are :class:`~groupvit.layers.fusion.FusedTransformerBlock` s over ``context_dim``-wide text tokens
+    (``relative_output``: :class:`~groupvit.layers.fusion.GatedCrossAttention`'s).
     """
 
-    def __init__(self, cfg: VisionConfig, fusion_layers: int = 0, context_dim: int = 0) -> None:
+    def __init__(
+        self, cfg: VisionConfig, fusion_layers: int = 0, context_dim: int = 0, relative_output: bool = False
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         self.width = cfg.width
@@ -174,6 +179,7 @@ class GroupViTVisionTower(nn.Module):
                     dpr[start : start + depth],
                     fused,
                     context_dim,
+                    relative_output,
                 )
             )
             start += depth
