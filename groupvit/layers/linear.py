@@ -9,8 +9,8 @@ made our training step slower than transformers'. So the rule is: oneDNN when to
 run AVX-512 on more than one thread, BLAS otherwise. On one thread PyTorch's own convolution
 heuristic never hands a 1x1 convolution of batch 1 to oneDNN: it runs its im2col fallback, the
 same sgemm (bit-identical results, ``tests/test_speed_paths.py``) plus a transposing copy of the
-input and of the output, which made one-thread runs (``make demo-train``, ``OMP_NUM_THREADS=1``)
-slower than ``F.linear``. A rule and not a per-process timing: the kernels round differently,
+input and of the output (about 2% of a one-thread step, docs/benchmarks.md), so ``F.linear`` is
+the direct way to the same numbers. A rule and not a per-process timing: the kernels round differently,
 and a choice that could flip between two processes would break exact resume and bit-for-bit
 reproducible training.
 """
