@@ -374,6 +374,13 @@ class GroupPhraseAlignmentLoss(nn.Module):
         """group_embeds [B, G, D], phrase_embeds [B, P, D] (L2-normalised), targets [B, G, P] in
         {0, 1}, phrase_valid [B, P] bool (False: padding) -> loss [] (0 without a valid phrase)."""
         logits = self.scale * (group_embeds @ phrase_embeds.transpose(1, 2) - self.threshold)  # (B, G, P)
+        return self._reduce(logits, targets, phrase_valid)
+
+    def _reduce(
+        self, logits: torch.Tensor, targets: torch.Tensor, phrase_valid: torch.Tensor
+    ) -> torch.Tensor:
+        """logits, targets [B, X, P] (X: groups or patches), phrase_valid [B, P] -> the BCE mean or
+        the focal sum over the positives, on the valid phrases' entries (0 without any)."""
         weight = phrase_valid[:, None, :].expand_as(logits).float()
         if weight.sum() == 0:
             return logits.sum() * 0.0
@@ -421,13 +428,4 @@ class PatchPhraseAlignmentLoss(GroupPhraseAlignmentLoss):
         )  # (B, G, P)
         logits = groups.transpose(1, 2) @ group_logits  # (B, N, P)
         targets = (shares.transpose(1, 2) > self.min_share).float()
-        weight = phrase_valid[:, None, :].expand_as(logits).float()
-        if weight.sum() == 0:
-            return logits.sum() * 0.0
-        bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-        if self.kind == "bce":
-            return (bce * weight).sum() / weight.sum()
-        p = logits.sigmoid()
-        p_t = p * targets + (1 - p) * (1 - targets)
-        alpha_t = 0.25 * targets + 0.75 * (1 - targets)
-        return (alpha_t * (1 - p_t) ** 2 * bce * weight).sum() / (targets * weight).sum().clamp(min=1.0)
+        return self._reduce(logits, targets, phrase_valid)
