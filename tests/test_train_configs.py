@@ -221,7 +221,18 @@ def test_shape_config_is_the_colour_config_with_the_shape_data() -> None:
     assert preset.vision.stem == "conv" and base.vision.stem == "patch"
     # one stride-1 conv after each stride-2 conv of the stem (docs/shapes.md, run G)
     assert preset.vision.stem_extra_convs == 1 and base.vision.stem_extra_convs == 0
-    assert preset.to_dict()["vision"] | {"stem": "patch", "stem_extra_convs": 0} == base.to_dict()["vision"]
+    # one block before the grouping, not five, so tokens stay local (run R4)
+    assert preset.vision.depths == (1,) and base.vision.depths == (5,)
+    restored = {"stem": "patch", "stem_extra_convs": 0, "depths": (5,)}
+    assert preset.to_dict()["vision"] | restored == base.to_dict()["vision"]
+    # crops that keep the named shapes (run L) and zero-shot at the training size (64 px)
+    assert shapes.train_dataloader.dataset.image_transform.scale == (0.8, 1.0)
+    assert colour.train_dataloader.dataset.image_transform.scale == (0.5, 1.0)
+    assert preset.inference.short_side == 64 and base.inference.short_side == 320
+    for loader in (shapes.val_dataloader, shapes.test_dataloader):
+        assert loader.dataset.pipeline[1] == dict(
+            type="PresetResize", model_name="groupvit_tiny_synthetic_shapes"
+        )
 
 
 def _synthetic_config_on(overrides: dict, work_dir: Path) -> Config:
