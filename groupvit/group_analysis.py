@@ -9,6 +9,9 @@ the background threshold). Scoring the groups against ground-truth labels tells 
 - **oracle background**: groups whose most frequent label is background are background, every
   other group takes the model's own best class. The gap to the purity oracle is what the naming
   loses; the gap from here to the real protocol is what the background threshold loses.
+- **token-grid oracle**: no model at all: every token of the input's patch grid holds the true
+  class fractions of its cell, resized to the label map as the assignments are. Its mIoU bounds
+  what any grouping of that grid can reach; on small objects it is the resolution's own limit.
 
 Pure tensor functions; B images, H x W pixels, G groups, K classes (including background).
 """
@@ -16,6 +19,7 @@ Pure tensor functions; B images, H x W pixels, G groups, K classes (including ba
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
@@ -26,6 +30,7 @@ __all__ = [
     "groups_used",
     "purity_oracle_labels",
     "oracle_background_labels",
+    "grid_oracle_labels",
 ]
 
 
@@ -119,3 +124,27 @@ def oracle_background_labels(
         majority == background_index, torch.full_like(group_classes, background_index), group_classes
     )
     return named.gather(1, group_ids.flatten(1)).view_as(group_ids)
+
+
+def grid_oracle_labels(
+    labels: Tensor, grid_size: tuple[int, int], num_classes: int, ignore_index: int = 255
+) -> Tensor:
+    """The best labels a (h, w) token grid can give: LongTensor [B, H, W].
+
+    Each cell's class fractions (area-averaged, ignored pixels left out) are resized bilinearly
+    (align_corners=False) to the label map, as the zero-shot protocol resizes the soft
+    assignments, and every pixel takes the largest.
+
+    Args:
+        labels: LongTensor [B, H, W], ground truth in [0, K) or ``ignore_index``.
+        grid_size: (h, w), the input's patch grid (input size // patch size).
+        num_classes: K.
+        ignore_index: label left out of the fractions.
+    """
+    if labels.ndim != 3:
+        raise ValueError(f"expected labels [B, H, W], got shape {tuple(labels.shape)}")
+    keep = (labels != ignore_index) & (labels >= 0) & (labels < num_classes)
+    one_hot = F.one_hot(torch.where(keep, labels, 0).long(), num_classes) * keep[..., None]
+    fractions = F.adaptive_avg_pool2d(one_hot.permute(0, 3, 1, 2).float(), tuple(grid_size))  # [B, K, h, w]
+    resized = F.interpolate(fractions, size=tuple(labels.shape[-2:]), mode="bilinear", align_corners=False)
+    return resized.argmax(dim=1)

@@ -14,6 +14,7 @@ from PIL import Image
 import groupvit
 from groupvit.class_names import VOC_CLASSES
 from groupvit.cli import demo
+from groupvit.errors import InputError
 from groupvit.presets import get_model_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -289,6 +290,15 @@ def test_image_modes_become_rgb(tmp_path: Path) -> None:
         ),
         (["--vocab", "cat", "--random-init", "--model", "groupvit_xl"], "argument --model: invalid choice: 'groupvit_xl'"),
         (["--vocab", "cat", "--random-init", "--device", "gpu0"], "--device gpu0: not a device (use cpu or cuda)"),
+        (["--vocab", "cat", "--checkpoint", "w.pth", "--override", "vision.width=64"], "--override needs --model, the preset it changes"),
+        (["--vocab", "cat", "--random-init", "--override", "vision.width=64"],
+         "--override: width 64 must be divisible by every num_heads (6, 6, 6)"),
+        (["--vocab", "cat", "--random-init", "--model", "groupvit_tiny", "--override", "vision.widht=64"],
+         "--override: unknown config key 'vision.widht' (valid keys for VisionConfig:"),
+        (["--vocab", "cat", "--random-init", "--model", "groupvit_tiny", "--override", "width"],
+         "argument --override: 'width': expected KEY=VALUE, e.g. vision.num_group_tokens=[32]"),
+        (["--vocab", "cat", "--random-init", "--model", "groupvit_tiny", "--override", "vision.patch_size=16",
+          "--short-side", "8"], "--short-side 8: must be at least groupvit_tiny's patch size, 16 px"),
     ],
 )  # fmt: skip
 def test_usage_errors(extra: list[str], message: str, images: Path, capsys: pytest.CaptureFixture) -> None:
@@ -374,3 +384,35 @@ def test_preset_is_read_off_the_checkpoint(capsys) -> None:
     assert "model groupvit_tiny_synthetic (read off the checkpoint), short side 320, mode slide" in (
         capsys.readouterr().err
     )
+
+
+def test_override_loads_a_checkpoint_trained_with_model_overrides(tmp_path: Path, capsys) -> None:
+    """A checkpoint of a config's ``model.model_overrides`` fits no preset as it stands; ``--override``
+    rebuilds the preset it was trained from, with the weights bit for bit."""
+    overrides = {"vision.num_group_tokens": [32], "vision.num_output_groups": [32]}
+    torch.manual_seed(0)
+    trained = groupvit.create_model("groupvit_tiny_synthetic_shapes", **overrides).eval()
+    checkpoint = tmp_path / "g32.pth"
+    torch.save(trained.state_dict(), checkpoint)
+    base = [
+        "x.png",
+        "--vocab",
+        "cat",
+        "--checkpoint",
+        str(checkpoint),
+        "--model",
+        "groupvit_tiny_synthetic_shapes",
+    ]
+    args = demo.parse_args(base)
+    args.device = "cpu"
+    with pytest.raises(InputError, match="does not fit model 'groupvit_tiny_synthetic_shapes'"):
+        demo.build_segmenter(args)
+    args = demo.parse_args(
+        [*base, "--override", "vision.num_group_tokens=[32]", "vision.num_output_groups=[32]"]
+    )
+    args.device = "cpu"
+    segmenter, short_side = demo.build_segmenter(args)
+    assert segmenter.model.config.vision.num_group_tokens == (32,)
+    assert short_side == 64  # the preset's inference size, untouched by the overrides
+    loaded = segmenter.model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in trained.state_dict().items())

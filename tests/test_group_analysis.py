@@ -12,6 +12,7 @@ from PIL import Image
 from groupvit.data.synthetic import CLASSES, render_scene
 from groupvit.group_analysis import (
     confusion_matrix,
+    grid_oracle_labels,
     group_label_counts,
     groups_used,
     iou_per_class,
@@ -68,6 +69,25 @@ def test_oracle_background_labels_keep_model_names() -> None:
     assert named.tolist() == [[[0, 0, 1, 1], [0, 0, 1, 1]]]
 
 
+def test_grid_oracle_labels() -> None:
+    # a 2 x 2 object in the corner of a 4 x 4 map lies on one cell of a 2 x 2 grid: recovered exactly
+    labels = torch.zeros(1, 4, 4, dtype=torch.long)
+    labels[0, :2, :2] = 1
+    assert torch.equal(grid_oracle_labels(labels, (2, 2), 3), labels)
+    # one cell for the whole map: its majority everywhere, ignored pixels left out of the fractions
+    labels = torch.tensor([[[2, 2], [255, 0]]])
+    assert torch.equal(grid_oracle_labels(labels, (1, 1), 3), torch.full((1, 2, 2), 2))
+    # a one-pixel object in a 4 x 4 cell is lost to the cell's background
+    labels = torch.zeros(1, 4, 4, dtype=torch.long)
+    labels[0, 1, 2] = 1
+    assert grid_oracle_labels(labels, (1, 1), 2).eq(0).all()
+    # a cell split down the middle: the bilinear resize keeps the split on a 2 x 2 grid of 2-px cells
+    labels = torch.zeros(1, 4, 4, dtype=torch.long)
+    labels[0, :, 2:] = 1
+    assert torch.equal(grid_oracle_labels(labels, (2, 2), 2), labels)
+    assert torch.equal(grid_oracle_labels(labels, (1, 1), 2), torch.zeros(1, 4, 4, dtype=torch.long))
+
+
 def test_group_label_counts_rejects_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match="one shape"):
         group_label_counts(GROUPS, LABELS[:, :1], num_groups=4, num_classes=3)
@@ -106,7 +126,9 @@ def test_tool_on_the_shipped_model(val_dir: Path, tmp_path: Path, capsys: pytest
     assert result["classes"] == list(CLASSES)
     miou = result["miou"]
     # one grouping stage of 16 groups (groupvit/model_configs/groupvit_tiny_synthetic.json)
-    assert list(miou) == ["protocol", "oracle background", "purity oracle, stage 1"]
+    assert list(miou) == ["protocol", "oracle background", "purity oracle, stage 1", "token-grid oracle"]
+    # at 320 px a token of the 40 x 40 grid covers 1.6 px of the 64-px label maps: hardly any limit
+    assert miou["token-grid oracle"] > 95
     # True names can only help groups whose majority is already right. The shipped model names its
     # object groups right (every one in these 12 scenes; 88% on the val set), so what the protocol loses
     # against the purity oracle is the background threshold (README, "Synthetic data").

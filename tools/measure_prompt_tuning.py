@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from groupvit.cli.args import preset_override  # noqa: E402
 from groupvit.errors import InputError, report_input_errors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,17 +90,6 @@ def parse_run(spec: str) -> tuple[str, str, float]:
         raise argparse.ArgumentTypeError(f"{spec!r}: LR must be a number") from None
 
 
-def parse_override(spec: str) -> tuple[str, object]:
-    """``KEY=VALUE`` of the preset (``fusion.layers=2``), VALUE read as JSON where it parses."""
-    key, sep, value = spec.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"{spec!r}: expected KEY=VALUE, e.g. fusion.layers=2")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def train(options: dict, shared_cache: dict) -> tuple:
     from mmengine.config import Config
     from mmseg.registry import RUNNERS
@@ -137,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--override",
         nargs="+",
-        type=parse_override,
+        type=preset_override,
         default=[],
         help="preset fields KEY=VALUE (fusion.layers=2)",
     )

@@ -9,7 +9,9 @@ templates and background threshold) and compares at the label map's size:
 - ``protocol``: the zero-shot labels themselves;
 - ``oracle background``: ground truth says which final groups are background, the model names
   the others (its best class for each group);
-- ``purity oracle, stage s``: every group of stage s takes its pixels' most frequent true label.
+- ``purity oracle, stage s``: every group of stage s takes its pixels' most frequent true label;
+- ``token-grid oracle``: no model: each token of the input's patch grid holds its cell's true
+  class fractions, so this bounds what any grouping at this short side can reach.
 
 The groups and the protocol row come from one forward pass over the whole resized image
 (``ZeroShotSegmenter.predict_with_groups``), unless ``--mode slide`` needs several windows for it.
@@ -39,6 +41,7 @@ from groupvit.cli.args import at_least
 from groupvit.errors import InputError, report_input_errors
 from groupvit.group_analysis import (
     confusion_matrix,
+    grid_oracle_labels,
     group_label_counts,
     groups_used,
     iou_per_class,
@@ -135,7 +138,10 @@ def analyze(args: argparse.Namespace) -> dict:
                 objects = owned & (majority != 0)
                 object_groups += int(objects.sum())
                 named_right += int((objects & (group_classes == majority)).sum())
+            grid = grid_oracle_labels(target, features.grid_size, num_classes, args.ignore_index)
+            add("token-grid oracle", grid, target)
     order = ["protocol", "oracle background"] + [k for k in rows if k.startswith("purity")]
+    order.append("token-grid oracle")
     return dict(
         images=len(paths),
         short_side=short_side,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 
-__all__ = ["at_least", "in_range", "unit_interval"]
+__all__ = ["at_least", "in_range", "preset_override", "unit_interval"]
 
 
 def in_range(low: float, high: float, what: str = "a number") -> Callable[[str], float]:
@@ -39,3 +40,15 @@ def at_least(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def preset_override(spec: str) -> tuple[str, object]:
+    """argparse type: ``KEY=VALUE``, a preset field (``vision.num_group_tokens=[32]``), VALUE read
+    as JSON where it parses (a list, a number, true) and kept as text otherwise."""
+    key, sep, value = spec.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{spec!r}: expected KEY=VALUE, e.g. vision.num_group_tokens=[32]")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value

@@ -28,7 +28,7 @@ import groupvit
 from groupvit import preprocess as preprocess_module
 from groupvit.class_file import read_class_file
 from groupvit.class_names import DATASET_BG_THRESH
-from groupvit.cli.args import unit_interval
+from groupvit.cli.args import preset_override, unit_interval
 from groupvit.cli.models import load_model
 from groupvit.cli.records import summary_record
 from groupvit.cli.vocabulary import CLASS_LISTS, build_class_names
@@ -77,6 +77,15 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "groupvit-demo") -
         "--model",
         choices=groupvit.list_models(),
         help="model preset (default: read off the checkpoint; groupvit_s with --random-init)",
+    )
+    parser.add_argument(
+        "--override",
+        nargs="+",
+        type=preset_override,
+        default=[],
+        metavar="KEY=VALUE",
+        help="preset fields the checkpoint was trained with (its config's model.model_overrides), "
+        "e.g. vision.num_group_tokens=[32] vision.num_output_groups=[32]; needs --model",
     )
     parser.add_argument(
         "--vis", nargs="+", default=list(DEFAULT_MODES), choices=MODES, metavar="MODE",
@@ -157,9 +166,16 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "groupvit-demo") -
         parser.error("--bg-thresh has no effect with --no-background")
     if args.model is None and args.random_init:
         args.model = "groupvit_s"
+    args.overrides = dict(args.override)
+    if args.overrides and args.model is None:
+        parser.error("--override needs --model, the preset it changes")
     if args.model is not None:
         try:
-            check_short_side(args.short_side, args.model)
+            get_model_config(args.model, **args.overrides)
+        except (KeyError, TypeError, ValueError) as e:
+            parser.error(f"--override: {e.args[0] if e.args else e}")
+        try:
+            check_short_side(args.short_side, args.model, args.overrides)
         except InputError as e:
             parser.error(str(e))
     blocker = first_non_folder(args.out)
@@ -256,9 +272,9 @@ def output_stems(paths: Sequence[Path]) -> list[str]:
     return stems
 
 
-def check_short_side(short_side: int | None, model_name: str) -> None:
+def check_short_side(short_side: int | None, model_name: str, overrides: dict | None = None) -> None:
     """A ``--short-side`` below the preset's patch size leaves no patch: an :class:`InputError`."""
-    patch = get_model_config(model_name).vision.patch_size
+    patch = get_model_config(model_name, **(overrides or {})).vision.patch_size
     if short_side is not None and short_side < patch:
         raise InputError(f"--short-side {short_side}: must be at least {model_name}'s patch size, {patch} px")
 
@@ -272,14 +288,14 @@ def build_segmenter(args: argparse.Namespace) -> tuple[groupvit.ZeroShotSegmente
     """
     try:
         if args.checkpoint is None:
-            model = groupvit.create_model(args.model).to(args.device).eval()
+            model = groupvit.create_model(args.model, **args.overrides).to(args.device).eval()
         else:
-            model = load_model(args.checkpoint, args.model, args.device)
+            model = load_model(args.checkpoint, args.model, args.device, args.overrides)
     except RuntimeError as e:
         # the loader's word for weights that do not fit this preset, or a failed download
         raise InputError(f"checkpoint {args.checkpoint}: {str(e).splitlines()[0]}") from None
     name = args.model or next(n for n in groupvit.list_models() if get_model_config(n) == model.config)
-    check_short_side(args.short_side, name)
+    check_short_side(args.short_side, name, args.overrides)
     inference = model.config.inference
     short_side = args.short_side or inference.short_side
     has_bg = not args.no_background and not args.text_background

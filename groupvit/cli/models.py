@@ -63,8 +63,19 @@ def detect_preset(state_dict: dict[str, torch.Tensor]) -> tuple[str, GroupViT] |
     return None
 
 
-def load_model(checkpoint: str | Path, model_name: str | None = None, device: str = "cpu") -> GroupViT:
-    """The model of ``checkpoint`` in eval mode on ``device``; its preset detected when not given."""
+def load_model(
+    checkpoint: str | Path,
+    model_name: str | None = None,
+    device: str = "cpu",
+    overrides: dict[str, object] | None = None,
+) -> GroupViT:
+    """The model of ``checkpoint`` in eval mode on ``device``; its preset detected when not given.
+
+    ``overrides`` (preset fields, ``{"vision.num_group_tokens": [32]}``) need ``model_name``: a
+    checkpoint trained with ``model_overrides`` fits no preset as it stands.
+    """
+    if overrides and model_name is None:
+        raise InputError("preset overrides need the preset they change: name it with --model")
     from groupvit.checkpoint import convert_state_dict, load_checkpoint, read_checkpoint
 
     try:
@@ -73,9 +84,8 @@ def load_model(checkpoint: str | Path, model_name: str | None = None, device: st
         text = str(e)
         raise InputError(text if str(checkpoint) in text else f"checkpoint {checkpoint}: {text}") from None
     if model_name is not None:
-        return (
-            create_model(model_name, checkpoint=state_dict, **fusion_overrides(state_dict)).to(device).eval()
-        )
+        fields = {**fusion_overrides(state_dict), **(overrides or {})}
+        return create_model(model_name, checkpoint=state_dict, **fields).to(device).eval()
     found = detect_preset(state_dict)
     if found is None:
         raise InputError(
