@@ -273,6 +273,51 @@ class UnclaimedGroupLoss(nn.Module):
         return (kl * (~claimed).float()).sum() / (B * G)
 
 
+class ExclusiveGroupLoss(nn.Module):
+    """The group that claims a prompt should prefer it to its image's other prompts.
+
+    For image b, ``L = s * g_b @ t_b`` [G, K] scores its groups against its prompts; prompt k is
+    claimed by its best group ``c = argmax_G L[:, k]`` (no gradient), and the loss is the cross
+    entropy of that group's row over the image's prompts, ``-log softmax_K(L[c])[k]`` (prompts of
+    k's text are positives too). One group that matches every prompt alike (a collapsed grouping)
+    scores ``ln K``; groups that each match one prompt score 0, so unlike :class:`NounGroupLoss`
+    (met outright by one group owning the whole image) this loss asks for one group per named thing.
+    Prompts equal to the caption (its padding when it has fewer nouns) take no part; rows with no
+    other prompt to prefer are left out of the mean. Per image, no gathering across processes. Not
+    in the paper.
+    """
+
+    def forward(
+        self,
+        group_embeds: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        prompt_ids: torch.Tensor,
+        caption_ids: torch.Tensor,
+        logit_scale: torch.Tensor,
+    ) -> torch.Tensor:
+        """group_embeds [B, G, D], prompt_embeds [B, K, D] (L2-normalised here), prompt_ids [B, K] and
+        caption_ids [B] (from :func:`text_ids`), logit_scale [] -> loss [] (0 when no row counts)."""
+        if group_embeds.ndim != 3 or prompt_embeds.ndim != 3 or prompt_ids.shape != prompt_embeds.shape[:2]:
+            raise ValueError(
+                f"expected group_embeds [B, G, D], prompt_embeds [B, K, D] and prompt_ids [B, K], got "
+                f"{tuple(group_embeds.shape)}, {tuple(prompt_embeds.shape)} and {tuple(prompt_ids.shape)}"
+            )
+        groups = F.normalize(group_embeds.float(), dim=-1)
+        prompts = F.normalize(prompt_embeds.float(), dim=-1)
+        logits = logit_scale * torch.einsum("bgd,bkd->bgk", groups, prompts)  # [B, G, K]
+        claim = logits.detach().argmax(dim=1)  # [B, K]: the best group of every prompt
+        rows = logits.gather(1, claim[:, :, None].expand(-1, -1, logits.shape[-1]))  # [B, K, K']
+        valid = prompt_ids != caption_ids[:, None]  # [B, K]: real prompts, not caption padding
+        same = prompt_ids[:, :, None] == prompt_ids[:, None, :]  # [B, K, K']
+        rows = rows.masked_fill(~valid[:, None, :], float("-inf"))
+        counted = valid & (valid[:, None, :] & ~same).any(dim=-1)  # a real prompt with a rival
+        if not counted.any():
+            return logits.sum() * 0.0
+        log_all = rows.logsumexp(dim=-1)
+        log_pos = rows.masked_fill(~same, float("-inf")).logsumexp(dim=-1)
+        return (log_all - log_pos)[counted].mean()
+
+
 class GroupBalanceLoss(nn.Module):
     """Confident and balanced group assignments: an optional regulariser against group collapse.
 

@@ -12,6 +12,7 @@ from groupvit.errors import InputError
 from groupvit.layers.fusion import GatedCrossAttention
 from groupvit.losses import (
     ContrastiveLoss,
+    ExclusiveGroupLoss,
     GroupBalanceLoss,
     GroupPhraseAlignmentLoss,
     MultiLabelContrastiveLoss,
@@ -49,7 +50,8 @@ class GroupViTTrainModel(GroupViTSegmentor):
     ``mode="loss"``: ``inputs`` [B, 3, S, S] normalised images, ``data_samples``
     ``dict(text=LongTensor [B, 1 + K, L])`` (caption, then K noun prompts) ->
     ``dict(loss_itc, loss_multi_label, logit_scale, multi_label_logit_scale)`` (plus
-    ``loss_noun_group`` / ``loss_unclaimed_group`` / ``loss_group_balance`` when switched on);
+    ``loss_noun_group`` / ``loss_exclusive_group`` / ``loss_unclaimed_group`` / ``loss_group_balance``
+    when switched on);
     the keys with ``loss`` are summed by mmengine, the scales are only logged.
     ``mode="tensor"``: ``(image_embeds [B, D], text_embeds [B, D])``, normalised.
     ``mode="predict"``: zero-shot segmentation, inherited from
@@ -69,6 +71,9 @@ class GroupViTTrainModel(GroupViTSegmentor):
             with groups). Off in the paper.
         noun_group_weight: weight of ``groupvit.losses.NounGroupLoss`` (each prompt claimed by one
             group of its image; 0 = off, as in the paper). Logged as ``loss_noun_group``.
+        exclusive_group_weight: weight of ``groupvit.losses.ExclusiveGroupLoss`` (the group that
+            claims a prompt prefers it to its image's other prompts: one group per named thing; 0 =
+            off, as in the paper). Logged as ``loss_exclusive_group``.
         unclaimed_group_weight: weight of ``groupvit.losses.UnclaimedGroupLoss`` (groups that
             claim no prompt of their image stay equally far from every prompt of the batch; 0 =
             off, as in the paper). Logged as ``loss_unclaimed_group``.
@@ -108,6 +113,7 @@ class GroupViTTrainModel(GroupViTSegmentor):
         duplicate_positives: bool = False,
         group_multi_label: bool = False,
         noun_group_weight: float = 0.0,
+        exclusive_group_weight: float = 0.0,
         unclaimed_group_weight: float = 0.0,
         group_balance_weight: float = 0.0,
         grounding_weight: float = 0.0,
@@ -129,6 +135,8 @@ class GroupViTTrainModel(GroupViTSegmentor):
         self.group_multi_label = group_multi_label
         self.noun_group_weight = noun_group_weight
         self.noun_group_loss = NounGroupLoss()
+        self.exclusive_group_weight = exclusive_group_weight
+        self.exclusive_group_loss = ExclusiveGroupLoss()
         self.unclaimed_group_weight = unclaimed_group_weight
         self.unclaimed_group_loss = UnclaimedGroupLoss()
         self.group_balance_weight = group_balance_weight
@@ -194,7 +202,10 @@ class GroupViTTrainModel(GroupViTSegmentor):
         text = data_samples["text"]  # [B, 1 + K, L]
         batch, rows = text.shape[:2]
         # ids of the full rows, so that equal texts get equal ids in every process
-        row_ids = text_ids(text) if self.duplicate_positives or self.unclaimed_group_weight > 0 else None
+        needs_ids = (
+            self.duplicate_positives or self.unclaimed_group_weight > 0 or self.exclusive_group_weight > 0
+        )
+        row_ids = text_ids(text) if needs_ids else None
         ids = row_ids if self.duplicate_positives else None  # [B, 1 + K]
         # One vision forward: pooled embedding, assignments (balance loss) and, when a loss scores
         # groups, the projected final groups.
@@ -202,7 +213,12 @@ class GroupViTTrainModel(GroupViTSegmentor):
         fused = grounding is not None and self.grounding_fusion and self.model.has_fusion
         use_groups = (grounding is not None and not fused) or (
             rows > 1
-            and (self.group_multi_label or self.noun_group_weight > 0 or self.unclaimed_group_weight > 0)
+            and (
+                self.group_multi_label
+                or self.noun_group_weight > 0
+                or self.exclusive_group_weight > 0
+                or self.unclaimed_group_weight > 0
+            )
         )
         image_embeds, assignments, group_embeds = self.model.encode_image_with_assignments(
             inputs, normalize=True, groups=use_groups
@@ -231,6 +247,10 @@ class GroupViTTrainModel(GroupViTSegmentor):
                 if self.noun_group_weight > 0:
                     losses["loss_noun_group"] = self.noun_group_weight * self.noun_group_loss(
                         group_embeds, text_embeds[:, 1:], ml_scale.float()
+                    )
+                if self.exclusive_group_weight > 0:
+                    losses["loss_exclusive_group"] = self.exclusive_group_weight * self.exclusive_group_loss(
+                        group_embeds, text_embeds[:, 1:], row_ids[:, 1:], row_ids[:, 0], ml_scale.float()
                     )
                 if self.unclaimed_group_weight > 0:
                     losses["loss_unclaimed_group"] = self.unclaimed_group_weight * self.unclaimed_group_loss(

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from groupvit.losses import (
     ContrastiveLoss,
+    ExclusiveGroupLoss,
     MultiLabelContrastiveLoss,
     NounGroupLoss,
     UnclaimedGroupLoss,
@@ -303,6 +304,40 @@ def test_noun_group_loss_values_and_gradient() -> None:
     assert two.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="group_embeds"):
         NounGroupLoss()(groups[:, 0], prompts, scale)
+
+
+def test_exclusive_group_loss_values_and_gradient() -> None:
+    eye = torch.eye(4)
+    loss = ExclusiveGroupLoss()
+    s = torch.tensor(5.0)
+    prompts = eye[:3][None]  # [1, 3, 4]: three distinct prompts along axes 0, 1, 2
+    ids, caption = torch.tensor([[10, 11, 12]]), torch.tensor([99])
+    # one group per prompt, orthogonal: each claiming row is [s, 0, 0] -> log(1 + 2 e^-s)
+    groups = eye[None].clone()
+    one_each = math.log(1 + 2 * math.exp(-5.0))
+    assert loss(groups, prompts, ids, caption, s).item() == pytest.approx(one_each, abs=1e-6)
+    # a collapsed grouping: one group matching every prompt alike (and one empty) gives ln K
+    collapsed = torch.stack([torch.ones(4), torch.zeros(4)])[None]
+    assert loss(collapsed, prompts, ids, caption, s).item() == pytest.approx(math.log(3), abs=1e-5)
+    # the caption's padding (id 99) takes no part: two real prompts left, ln 2 when collapsed
+    padded = torch.tensor([[10, 11, 99]])
+    assert loss(collapsed, prompts, padded, caption, s).item() == pytest.approx(math.log(2), abs=1e-5)
+    # a prompt repeated is its own positive: prompts 0 and 1 share a text, so with one group for
+    # axis 0 and one for axis 2 each row of text 10 is [s, s, 0] with positives {0, 1}
+    same_text = torch.tensor([[10, 10, 12]])
+    prompts2 = torch.stack([eye[0], eye[0], eye[2]])[None]
+    groups2 = torch.stack([eye[0], eye[2]])[None]
+    expected = math.log(1 + math.exp(-5.0) / 2) * 2 / 3 + math.log(1 + 2 * math.exp(-5.0)) / 3
+    assert loss(groups2, prompts2, same_text, caption, s).item() == pytest.approx(expected, abs=1e-6)
+    # no prompt with a rival (one real prompt): 0, with a graph
+    lone = torch.tensor([[10, 99, 99]])
+    assert loss(groups, prompts, lone, caption, s).item() == 0.0
+    # the gradient reaches the claiming groups
+    collapsed.requires_grad_(True)
+    loss(collapsed, prompts, ids, caption, torch.tensor(1.0)).backward()
+    assert collapsed.grad[0, 0].abs().sum() > 0 and collapsed.grad[0, 1].abs().sum() == 0
+    with pytest.raises(ValueError, match="group_embeds"):
+        loss(groups[:, 0], prompts, ids, caption, s)
 
 
 def test_unclaimed_group_loss_values() -> None:

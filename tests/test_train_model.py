@@ -30,6 +30,7 @@ PAPER_LOSSES = dict(
     duplicate_positives=False,
     group_multi_label=False,
     noun_group_weight=0.0,
+    exclusive_group_weight=0.0,
     unclaimed_group_weight=0.0,
     group_balance_weight=0.0,
 )
@@ -114,13 +115,14 @@ def test_group_balance_loss_is_added_when_enabled() -> None:
 
 
 def test_group_losses_when_enabled() -> None:
-    from groupvit.losses import NounGroupLoss, UnclaimedGroupLoss
+    from groupvit.losses import ExclusiveGroupLoss, NounGroupLoss, UnclaimedGroupLoss
 
     model, data, losses = _losses(
-        {"loss_noun_group", "loss_unclaimed_group"},
+        {"loss_noun_group", "loss_exclusive_group", "loss_unclaimed_group"},
         duplicate_positives=True,
         group_multi_label=True,
         noun_group_weight=0.5,
+        exclusive_group_weight=3.0,
         unclaimed_group_weight=2.0,
     )
     # reference from the model's own groups (the same Gumbel noise, BatchNorm in the same order)
@@ -142,6 +144,10 @@ def test_group_losses_when_enabled() -> None:
     unclaimed = 2.0 * UnclaimedGroupLoss()(groups, texts[:, 1:], ids[:, 1:], ml_scale)
     torch.testing.assert_close(losses["loss_unclaimed_group"], unclaimed, rtol=1e-5, atol=1e-5)
     assert float(losses["loss_unclaimed_group"]) > 0
+    # prompts equal to the caption (its padding) take no part in the exclusive loss
+    exclusive = 3.0 * ExclusiveGroupLoss()(groups, texts[:, 1:], ids[:, 1:], ids[:, 0], ml_scale)
+    torch.testing.assert_close(losses["loss_exclusive_group"], exclusive, rtol=1e-5, atol=1e-5)
+    assert 0.0 < float(losses["loss_exclusive_group"]) <= 3.0 * math.log(K) + 1e-4  # at most chance, ln K
     assert 0.0 < float(losses["loss_noun_group"]) <= 0.5 * math.log(4) + 1e-4  # at most chance, ln G
     losses["loss_noun_group"].backward()
     assert net.vision.stages[0].group_token.grad.abs().sum() > 0
