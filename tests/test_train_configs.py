@@ -214,6 +214,8 @@ def test_shape_config_is_the_colour_config_with_the_shape_data() -> None:
     assert shapes.train_cfg == colour.train_cfg and shapes.optim_wrapper == colour.optim_wrapper
     # the noun-group loss off (docs/shapes.md, run E: with it the groups collapse to one per image)
     assert shapes.model.noun_group_weight == 0.0 and colour.model.noun_group_weight == 1.0
+    # the exclusive-group loss on (runs EXC0-3: seeds 0-3 mean 18.8 against 14.4 without)
+    assert shapes.model.exclusive_group_weight == 1.0 and colour.model.exclusive_group_weight == 0.0
     preset, base = (
         get_model_config("groupvit_tiny_synthetic_shapes"),
         get_model_config("groupvit_tiny_synthetic"),

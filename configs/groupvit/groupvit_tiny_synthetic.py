@@ -34,6 +34,7 @@ model = dict(
     # on the objects' classes (README, "Synthetic data")
     group_multi_label=True,
     noun_group_weight=1.0,
+    exclusive_group_weight=0.0,  # the claiming group prefers its prompt to the image's others; shapes use 1
     unclaimed_group_weight=0.0,  # measured: fixes background on some seeds, all-background on others; off
     # GroupBalanceLoss against group collapse: measured worse here, so off; see README
     group_balance_weight=0.0,
