@@ -21,8 +21,8 @@ synthetic_classes = ("background", "triangle", "star", "heart", "ring", "moon", 
 model_name = "groupvit_tiny_synthetic_shapes"  # model_configs/*.json
 # exclusive_group_weight 1: the group that claims a prompt must prefer it to the image's other
 # prompts, which a collapsed grouping cannot do; seeds 0-3 at 600 iterations 12.0 / 26.6 / 18.0 / 18.6
-# against 18.7 / 13.8 / 13.9 / 11.2 without (tuning split; docs/shapes.md, runs EXC0-3). Weight 3 was
-# worse on seeds 0 and 1.
+# against 18.7 / 13.8 / 13.9 / 11.2 without (tuning split; docs/shapes.md, runs EXC0-3). Weight 3:
+# the same on seed 0 at 600 (12.05), behind on seed 1 at 150.
 model = dict(model_name=model_name, noun_group_weight=0.0, exclusive_group_weight=1.0)
 # crops of 80-100% of the image (the colour recipe: 50-100%): a smaller crop cuts off shapes that
 # the caption names (docs/shapes.md, run L)
