@@ -57,8 +57,13 @@ def test_missing_class_list_is_one_error(tmp_path: Path, capsys: pytest.CaptureF
     assert f"{tmp_path / 'classes.txt'}: missing" in capsys.readouterr().err
 
 
-def test_parse_override_reads_json_values() -> None:
-    assert tool.parse_override("fusion.layers=2") == ("fusion.layers", 2)
-    assert tool.parse_override("vision.stem=conv") == ("vision.stem", "conv")
-    with pytest.raises(argparse.ArgumentTypeError, match="expected KEY=VALUE, e.g. fusion.layers=2"):
-        tool.parse_override("fusion.layers")
+def test_override_reads_json_values() -> None:
+    """--override is groupvit.cli.args.preset_override, shared with groupvit-demo / groupvit-analyze."""
+    from groupvit.cli.args import preset_override
+
+    assert tool.preset_override is preset_override
+    assert preset_override("fusion.layers=2") == ("fusion.layers", 2)
+    assert preset_override("vision.stem=conv") == ("vision.stem", "conv")
+    assert preset_override("vision.num_group_tokens=[32]") == ("vision.num_group_tokens", [32])
+    with pytest.raises(argparse.ArgumentTypeError, match="expected KEY=VALUE, e.g. vision.num_group_tokens"):
+        preset_override("fusion.layers")
