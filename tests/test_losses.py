@@ -336,6 +336,11 @@ def test_exclusive_group_loss_values_and_gradient() -> None:
     collapsed.requires_grad_(True)
     loss(collapsed, prompts, ids, caption, torch.tensor(1.0)).backward()
     assert collapsed.grad[0, 0].abs().sum() > 0 and collapsed.grad[0, 1].abs().sum() == 0
+    # an image whose prompts are all caption padding beside one that counts: finite gradients
+    g = torch.randn(2, 4, 8, requires_grad=True)
+    p = torch.randn(2, 3, 8, requires_grad=True)
+    loss(g, p, torch.tensor([[5, 5, 5], [1, 2, 5]]), torch.tensor([5, 5]), torch.tensor(10.0)).backward()
+    assert torch.isfinite(g.grad).all() and torch.isfinite(p.grad).all() and g.grad[1].abs().sum() > 0
     with pytest.raises(ValueError, match="group_embeds"):
         loss(groups[:, 0], prompts, ids, caption, s)
 
