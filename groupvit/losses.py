@@ -197,6 +197,16 @@ class MultiLabelContrastiveLoss(nn.Module):
         return 0.5 * (loss_image + loss_prompt)
 
 
+def own_prompt_logits(
+    group_embeds: torch.Tensor, prompt_embeds: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
+    """Every image's groups against its own prompts: ``s * cos`` [B, G, K] in fp32 from
+    group_embeds [B, G, D] and prompt_embeds [B, K, D] (L2-normalised here)."""
+    groups = F.normalize(group_embeds.float(), dim=-1)
+    prompts = F.normalize(prompt_embeds.float(), dim=-1)
+    return logit_scale * torch.einsum("bgd,bkd->bgk", groups, prompts)
+
+
 class NounGroupLoss(nn.Module):
     """Each of an image's prompts should be claimed by one of its groups, not by several.
 
@@ -220,9 +230,7 @@ class NounGroupLoss(nn.Module):
                 f"expected group_embeds [B, G, D] and prompt_embeds [B, K, D], "
                 f"got {tuple(group_embeds.shape)} and {tuple(prompt_embeds.shape)}"
             )
-        groups = F.normalize(group_embeds.float(), dim=-1)
-        prompts = F.normalize(prompt_embeds.float(), dim=-1)
-        logits = logit_scale * torch.einsum("bgd,bkd->bgk", groups, prompts)  # [B, G, K]
+        logits = own_prompt_logits(group_embeds, prompt_embeds, logit_scale)  # [B, G, K]
         return -logits.log_softmax(dim=1).amax(dim=1).mean()
 
 
@@ -302,9 +310,7 @@ class ExclusiveGroupLoss(nn.Module):
                 f"expected group_embeds [B, G, D], prompt_embeds [B, K, D] and prompt_ids [B, K], got "
                 f"{tuple(group_embeds.shape)}, {tuple(prompt_embeds.shape)} and {tuple(prompt_ids.shape)}"
             )
-        groups = F.normalize(group_embeds.float(), dim=-1)
-        prompts = F.normalize(prompt_embeds.float(), dim=-1)
-        logits = logit_scale * torch.einsum("bgd,bkd->bgk", groups, prompts)  # [B, G, K]
+        logits = own_prompt_logits(group_embeds, prompt_embeds, logit_scale)  # [B, G, K]
         claim = logits.detach().argmax(dim=1)  # [B, K]: the best group of every prompt
         rows = logits.gather(1, claim[:, :, None].expand(-1, -1, logits.shape[-1]))  # [B, K, K']
         valid = prompt_ids != caption_ids[:, None]  # [B, K]: real prompts, not caption padding
