@@ -389,10 +389,10 @@ def test_preset_is_read_off_the_checkpoint(capsys) -> None:
 def test_override_loads_a_checkpoint_trained_with_model_overrides(tmp_path: Path, capsys) -> None:
     """A checkpoint of a config's ``model.model_overrides`` fits no preset as it stands; ``--override``
     rebuilds the preset it was trained from, with the weights bit for bit."""
-    overrides = {"vision.num_group_tokens": [32], "vision.num_output_groups": [32]}
+    overrides = {"vision.num_group_tokens": [16], "vision.num_output_groups": [16]}
     torch.manual_seed(0)
     trained = groupvit.create_model("groupvit_tiny_synthetic_shapes", **overrides).eval()
-    checkpoint = tmp_path / "g32.pth"
+    checkpoint = tmp_path / "g16.pth"
     torch.save(trained.state_dict(), checkpoint)
     base = [
         "x.png",
@@ -408,11 +408,11 @@ def test_override_loads_a_checkpoint_trained_with_model_overrides(tmp_path: Path
     with pytest.raises(InputError, match="does not fit model 'groupvit_tiny_synthetic_shapes'"):
         demo.build_segmenter(args)
     args = demo.parse_args(
-        [*base, "--override", "vision.num_group_tokens=[32]", "vision.num_output_groups=[32]"]
+        [*base, "--override", "vision.num_group_tokens=[16]", "vision.num_output_groups=[16]"]
     )
     args.device = "cpu"
     segmenter, short_side = demo.build_segmenter(args)
-    assert segmenter.model.config.vision.num_group_tokens == (32,)
+    assert segmenter.model.config.vision.num_group_tokens == (16,)
     assert short_side == 64  # the preset's inference size, untouched by the overrides
     loaded = segmenter.model.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in trained.state_dict().items())

@@ -2,10 +2,10 @@
 # category is the outline alone, colour / texture / size / rotation / background are drawn
 # independently of it. The colour recipe's config with a convolutional stem of six 3x3 convs
 # (preset groupvit_tiny_synthetic_shapes: "stem": "conv", "stem_extra_convs": 1), one transformer
-# block before the grouping instead of five (tokens stay local, so groups can isolate objects), crops
-# of 80-100%, zero-shot at the 64-px training size, the shape class list, no noun-group loss and the
-# exclusive-group loss. Best so far, not yet a working recipe: 12-27% mIoU over seeds 0-3 on the
-# tuning split (mean 18.8; the 8x8 token grid itself caps any grouping at 63.4%; docs/shapes.md).
+# block before the grouping instead of five (tokens stay local, so groups can isolate objects), 32
+# groups, crops of 80-100%, zero-shot at the 64-px training size, the shape class list, no noun-group
+# loss and the exclusive-group loss. Best so far, not yet a working recipe: 19-22% mIoU over seeds 0-3
+# on the tuning split (mean 20.9; the 8x8 token grid itself caps any grouping at 63.4%; docs/shapes.md).
 # Data first:
 #   python tools/make_synthetic_data.py --out data/shapes --cues shape
 #   OMP_NUM_THREADS=1 mim train mmseg configs/groupvit/groupvit_tiny_synthetic_shapes.py
@@ -22,7 +22,8 @@ model_name = "groupvit_tiny_synthetic_shapes"  # model_configs/*.json
 # exclusive_group_weight 1: the group that claims a prompt must prefer it to the image's other
 # prompts, which a collapsed grouping cannot do; seeds 0-3 at 600 iterations 12.0 / 26.6 / 18.0 / 18.6
 # against 18.7 / 13.8 / 13.9 / 11.2 without (tuning split; docs/shapes.md, runs EXC0-3). Weight 3:
-# the same on seed 0 at 600 (12.05), behind on seed 1 at 150.
+# the same on seed 0 at 600 (12.05), behind on seed 1 at 150. With the preset's 32 groups instead of
+# 16: 21.7 / 21.1 / 19.1 / 21.5 (runs EXCG0-3; model_configs/groupvit_tiny_synthetic_shapes.json).
 model = dict(model_name=model_name, noun_group_weight=0.0, exclusive_group_weight=1.0)
 # crops of 80-100% of the image (the colour recipe: 50-100%): a smaller crop cuts off shapes that
 # the caption names (docs/shapes.md, run L)
