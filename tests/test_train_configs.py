@@ -225,7 +225,7 @@ def test_shape_config_is_the_colour_config_with_the_shape_data() -> None:
     assert preset.vision.stem_extra_convs == 1 and base.vision.stem_extra_convs == 0
     # one block before the grouping, not five, so tokens stay local (run R4)
     assert preset.vision.depths == (1,) and base.vision.depths == (5,)
-    # 32 groups, not 16 (runs EXCG0-3: seeds 0-3 mean 20.9, spread 2.6, against 18.8, spread 14.6)
+    # 32 groups, not 16 (runs EXC32s0-3: seeds 0-3 mean 20.9, spread 2.6, against 18.8, spread 14.6)
     assert preset.vision.num_output_groups == (32,) and base.vision.num_output_groups == (16,)
     restored = {
         "stem": "patch",

@@ -23,7 +23,7 @@ model_name = "groupvit_tiny_synthetic_shapes"  # model_configs/*.json
 # prompts, which a collapsed grouping cannot do; seeds 0-3 at 600 iterations 12.0 / 26.6 / 18.0 / 18.6
 # against 18.7 / 13.8 / 13.9 / 11.2 without (tuning split; docs/shapes.md, runs EXC0-3). Weight 3:
 # the same on seed 0 at 600 (12.05), behind on seed 1 at 150. With the preset's 32 groups instead of
-# 16: 21.7 / 21.1 / 19.1 / 21.5 (runs EXCG0-3; model_configs/groupvit_tiny_synthetic_shapes.json).
+# 16: 21.7 / 21.1 / 19.1 / 21.5 (runs EXC32s0-3; model_configs/groupvit_tiny_synthetic_shapes.json).
 model = dict(model_name=model_name, noun_group_weight=0.0, exclusive_group_weight=1.0)
 # crops of 80-100% of the image (the colour recipe: 50-100%): a smaller crop cuts off shapes that
 # the caption names (docs/shapes.md, run L)
