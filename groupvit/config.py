@@ -146,10 +146,14 @@ class RefineConfig:
     soft_groups: bool = False
     scales: tuple[float, ...] = (1.0,)  # test-time scales of the input (the scores are averaged)
     flip: bool = False  # also score the horizontally flipped input of every scale
+    # every view also at each (down, right) pair of these pixel shifts, e.g. (0, 4): four views
+    # whose token grids lie half an 8-px patch apart (docs/refinements.md)
+    shifts: tuple[int, ...] = (0,)
 
     def __post_init__(self) -> None:
         self.pamr_dilations = tuple(int(d) for d in self.pamr_dilations)
         self.scales = tuple(float(s) for s in self.scales)
+        self.shifts = tuple(int(s) for s in self.shifts)
         if isinstance(self.pamr_iterations, bool) or not isinstance(self.pamr_iterations, int):
             raise InputError(f"pamr_iterations must be an int >= 0, got {self.pamr_iterations!r}")
         if self.pamr_iterations < 0 or not self.pamr_dilations or min(self.pamr_dilations) < 1:
@@ -159,6 +163,8 @@ class RefineConfig:
             )
         if not self.scales or min(self.scales) <= 0:
             raise InputError(f"refine scales must be positive, got {self.scales}")
+        if not self.shifts or min(self.shifts) < 0:
+            raise InputError(f"refine shifts must be pixel counts >= 0, got {self.shifts}")
 
     @property
     def is_identity(self) -> bool:

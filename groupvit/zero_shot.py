@@ -359,7 +359,7 @@ class ZeroShotSegmenter:
         whole image (``mode="whole"``, or a single sliding window that covers it) and no test-time
         augmentation or PAMR."""
         refine = self.refine
-        if refine.scales != (1.0,) or refine.flip or refine.pamr_iterations:
+        if refine.scales != (1.0,) or refine.flip or refine.shifts != (0,) or refine.pamr_iterations:
             return False
         return self.mode == "whole" or len(window_grid(size, self.window, self.stride)) == 1
 
@@ -397,7 +397,7 @@ class ZeroShotSegmenter:
 
     def _view_passes(self, images: Tensor) -> list[tuple[View, list[tuple[Box, Tensor, Tensor]]]]:
         """The passes of every test-time view (one identity view without augmentation)."""
-        views = tta_views(self.refine.scales, self.refine.flip)
+        views = tta_views(self.refine.scales, self.refine.flip, self.refine.shifts)
         return [(view, self._passes(apply_view(images, view))) for view in views]
 
     def _refined(

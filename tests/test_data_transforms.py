@@ -38,6 +38,18 @@ def test_train_transform_options(image: Image.Image) -> None:
     assert transform(image).shape == (3, 48, 48)
 
 
+def test_grayscale_and_hue_options(image: Image.Image) -> None:
+    red = Image.new("RGB", (64, 64), (200, 30, 30))
+    grey = build_train_transform(32, scale=(1.0, 1.0), auto_augment=None, grayscale_prob=1.0)
+    out = grey(red) * torch.tensor((0.229, 0.224, 0.225))[:, None, None]  # undo the std
+    assert torch.allclose(out[0] + 0.485, out[1] + 0.456, atol=1e-5)  # the three channels agree
+    hue = build_train_transform(32, scale=(1.0, 1.0), auto_augment=None, color_jitter=[0, 0, 0, 0.5])
+    channels = torch.stack([hue(red).mean(dim=(1, 2)) for _ in range(20)])
+    assert channels.argmax(dim=1).unique().numel() > 1  # red is not always the brightest channel
+    plain = build_train_transform(32, scale=(1.0, 1.0), auto_augment=None, color_jitter=0.0)
+    assert torch.equal(plain(red), plain(red))
+
+
 def test_eval_transform(image: Image.Image) -> None:
     out = build_eval_transform(56)(image)
     assert out.shape == (3, 56, 56)

@@ -11,7 +11,7 @@ from groupvit.errors import InputError
 from groupvit.refine.pamr import neighbour_offsets, pamr, pamr_affinity
 from groupvit.refine.soft_groups import mix_scores, pixel_group_weights
 from groupvit.refine.synonyms import synonym_embeddings
-from groupvit.refine.tta import View, apply_view, tta_views, undo_view
+from groupvit.refine.tta import View, apply_view, tta_views, undo_view, view_size
 from groupvit.sliding_window import slide_inference
 from groupvit.tokenizer import Tokenizer
 from groupvit.zero_shot import ZeroShotSegmenter
@@ -169,6 +169,24 @@ def test_views_and_their_inverse() -> None:
     assert apply_view(images, View(1.0, False)) is images
     assert apply_view(images, View(0.5, True)).shape == (1, 3, 5, 10)
     assert torch.equal(undo_view(apply_view(images, View(1.0, True)), View(1.0, True), (10, 20)), images)
+    assert tta_views((1.0,), False, (0, 4)) == [View(1.0, False, (d, r)) for d in (0, 4) for r in (0, 4)]
+    shifted = apply_view(images, View(1.0, True, (4, 2)))
+    assert shifted.shape == (1, 3, 14, 22) and view_size((10, 20), View(1.0, True, (4, 2))) == (14, 22)
+    assert torch.equal(shifted[..., 4:, 2:], images.flip(3))
+    assert torch.equal(shifted[..., :4, 2:], images.flip(3)[..., :1, :].expand(1, 3, 4, 20))  # edge repeated
+    assert torch.equal(undo_view(shifted, View(1.0, True, (4, 2)), (10, 20)), images)
+
+
+@pytest.mark.slow
+def test_shifted_views_average_the_shifted_passes(model, tokenizer, images) -> None:
+    plain = _segmenter(model, tokenizer)
+    shifted = _segmenter(model, tokenizer, refine=RefineConfig(shifts=(0, 8)))
+    padded = [F.pad(images, (right, 0, down, 0), mode="replicate") for down in (0, 8) for right in (0, 8)]
+    views = [plain.predict(view).scores[..., -64:, -96:] for view in padded]
+    result = shifted.predict(images)
+    torch.testing.assert_close(result.scores, torch.stack(views).mean(dim=0))
+    assert torch.equal(shifted.predict_labels(images), result.labels)
+    assert not shifted.single_pass((64, 96))
 
 
 @pytest.mark.slow
@@ -208,6 +226,7 @@ def test_all_refinements_together_keep_predict_labels_exact(model, tokenizer, im
         ({"pamr_dilations": (0, 1)}, r"dilations >= 1, got 0 and \(0, 1\)"),
         ({"scales": ()}, r"refine scales must be positive, got \(\)"),
         ({"scales": (1.0, -0.5)}, r"refine scales must be positive, got \(1.0, -0.5\)"),
+        ({"shifts": (0, -4)}, r"refine shifts must be pixel counts >= 0, got \(0, -4\)"),
     ],
 )
 def test_refine_config_errors(kwargs: dict, message: str) -> None:

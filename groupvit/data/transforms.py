@@ -19,15 +19,17 @@ def build_train_transform(
     image_size: int = 224,
     scale: tuple[float, float] = (0.08, 1.0),
     auto_augment: str | None = "rand-m9-mstd0.5-inc1",
-    color_jitter: float = 0.4,
+    color_jitter: float | tuple[float, ...] = 0.4,
+    grayscale_prob: float = 0.0,
     re_prob: float = 0.0,
     interpolation: str = "bicubic",
 ) -> ImageTransform:
     """DeiT training transform: PIL RGB -> float Tensor [3, image_size, image_size], normalised.
 
     RandomResizedCrop(image_size, scale) -> horizontal flip -> RandAugment
-    (``auto_augment``; colour jitter is only used when it is None) -> ToTensor ->
-    ImageNet normalisation -> random erasing with probability ``re_prob``.
+    (``auto_augment``; colour jitter is only used when it is None) -> random greyscale
+    (``grayscale_prob``) -> ToTensor -> ImageNet normalisation -> random erasing with
+    probability ``re_prob``.
 
     Args:
         image_size: output side (224 in the paper).
@@ -35,7 +37,10 @@ def build_train_transform(
             images with few objects train better with a milder range such as (0.5, 1.0).
         auto_augment: timm RandAugment spec; ``None`` turns it off. RandAugment's
             invert / solarize ops destroy colour cues, which matters on synthetic data.
-        color_jitter: brightness / contrast / saturation strength when RandAugment is off.
+        color_jitter: brightness / contrast / saturation strength when RandAugment is off, or a
+            4-tuple (brightness, contrast, saturation, hue) to shift hues as well.
+        grayscale_prob: probability of turning a sample grey, so that a caption's colour words
+            cannot always be matched from the pixels.
         re_prob: random-erasing probability (DeiT uses 0.25; off by default because
             erasing an object the caption names makes the pair wrong).
         interpolation: resampling of the crop.
@@ -47,7 +52,8 @@ def build_train_transform(
         is_training=True,
         scale=scale,
         hflip=0.5,
-        color_jitter=color_jitter,
+        color_jitter=tuple(color_jitter) if isinstance(color_jitter, (list, tuple)) else color_jitter,
+        grayscale_prob=grayscale_prob,
         auto_augment=auto_augment,
         interpolation=interpolation,
         re_prob=re_prob,

@@ -1,7 +1,10 @@
-"""Multi-scale and flip test-time augmentation: score several views of an image, average back.
+"""Multi-scale, flip and shift test-time augmentation: score several views of an image, average back.
 
-A view resizes the input by a scale (bilinear, align_corners=False) and may flip it left-right;
-its scores are flipped back and resized to the input size, and the views' scores are averaged.
+A view resizes the input by a scale (bilinear, align_corners=False), may flip it left-right and
+may shift it down and right by a few pixels (edge pixels repeated into the gap, so the view is that
+much larger); its scores are cropped, flipped back and resized to the input size, and the views'
+scores are averaged. A shift of half a patch moves the token grid against the image, so averaging
+shifted views gives label maps finer than one view's patch grid.
 The identity view (scale 1, no flip) returns its inputs unchanged, so one identity view is exactly
 the protocol without augmentation.
 """
@@ -20,30 +23,46 @@ __all__ = ["View", "tta_views", "view_size", "apply_view", "undo_view"]
 class View(NamedTuple):
     scale: float  # the input is resized by this factor
     flip: bool  # the input is flipped left-right
+    shift: tuple[int, int] = (0, 0)  # (down, right) pixels the scaled input moves, edge-padded
 
 
-def tta_views(scales: Sequence[float], flip: bool) -> list[View]:
-    """Every scale, unflipped and (with ``flip``) flipped: ``len(scales) * (1 + flip)`` views."""
-    return [
-        View(float(scale), flipped) for scale in scales for flipped in ((False, True) if flip else (False,))
-    ]
+def tta_views(scales: Sequence[float], flip: bool, shifts: Sequence[int] = (0,)) -> list[View]:
+    """Every scale, unflipped and (with ``flip``) flipped, at every (down, right) pair of ``shifts``:
+    ``len(scales) * (1 + flip) * len(shifts) ** 2`` views."""
+    flips = (False, True) if flip else (False,)
+    pairs = [(int(down), int(right)) for down in shifts for right in shifts]
+    return [View(float(scale), flipped, pair) for scale in scales for flipped in flips for pair in pairs]
+
+
+def _scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
 def view_size(size: tuple[int, int], view: View) -> tuple[int, int]:
-    """(H, W) of the view of an input of ``size``: each side scaled and rounded, at least 1."""
-    return max(1, round(size[0] * view.scale)), max(1, round(size[1] * view.scale))
+    """(H, W) of the view of an input of ``size``: each side scaled and rounded (at least 1), plus
+    the shift."""
+    height, width = _scaled_size(size, view.scale)
+    return height + view.shift[0], width + view.shift[1]
 
 
 def apply_view(images: Tensor, view: View) -> Tensor:
     """images [B, 3, H, W] -> the view [B, 3, h, w]."""
-    size = view_size((images.shape[-2], images.shape[-1]), view)
+    size = _scaled_size((images.shape[-2], images.shape[-1]), view.scale)
     if size != tuple(images.shape[-2:]):
         images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
-    return images.flip(dims=(3,)) if view.flip else images
+    if view.flip:
+        images = images.flip(dims=(3,))
+    down, right = view.shift
+    if down or right:
+        images = F.pad(images, (right, 0, down, 0), mode="replicate")
+    return images
 
 
 def undo_view(scores: Tensor, view: View, size: tuple[int, int]) -> Tensor:
-    """The view's scores [B, C, h, w] -> [B, C, *size] on the input's pixels (flipped back, resized)."""
+    """The view's scores [B, C, h, w] -> [B, C, *size] on the input's pixels (shifted back,
+    flipped back, resized)."""
+    down, right = view.shift
+    scores = scores[..., down:, right:]
     if view.flip:
         scores = scores.flip(dims=(3,))
     if tuple(scores.shape[-2:]) != tuple(size):
