@@ -146,8 +146,8 @@ class RefineConfig:
     soft_groups: bool = False
     scales: tuple[float, ...] = (1.0,)  # test-time scales of the input (the scores are averaged)
     flip: bool = False  # also score the horizontally flipped input of every scale
-    # every view also at each (down, right) pair of these pixel shifts, e.g. (0, 4): four views
-    # whose token grids lie half an 8-px patch apart (docs/refinements.md)
+    # every view also at each (rows, columns) pair of these paddings, e.g. (0, 4): four views whose
+    # token grids lie half an 8-px patch apart (docs/refinements.md)
     shifts: tuple[int, ...] = (0,)
 
     def __post_init__(self) -> None:

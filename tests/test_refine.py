@@ -171,9 +171,9 @@ def test_views_and_their_inverse() -> None:
     assert torch.equal(undo_view(apply_view(images, View(1.0, True)), View(1.0, True), (10, 20)), images)
     assert tta_views((1.0,), False, (0, 4)) == [View(1.0, False, (d, r)) for d in (0, 4) for r in (0, 4)]
     shifted = apply_view(images, View(1.0, True, (4, 2)))
-    assert shifted.shape == (1, 3, 14, 22) and view_size((10, 20), View(1.0, True, (4, 2))) == (14, 22)
-    assert torch.equal(shifted[..., 4:, 2:], images.flip(3))
-    assert torch.equal(shifted[..., :4, 2:], images.flip(3)[..., :1, :].expand(1, 3, 4, 20))  # edge repeated
+    assert shifted.shape == (1, 3, 18, 24) and view_size((10, 20), View(1.0, True, (4, 2))) == (18, 24)
+    assert torch.equal(shifted[..., 4:14, 2:22], images.flip(3))
+    assert torch.equal(shifted[..., :4, 2:22], images.flip(3)[..., :1, :].expand(1, 3, 4, 20))  # edge repeated
     assert torch.equal(undo_view(shifted, View(1.0, True, (4, 2)), (10, 20)), images)
 
 
@@ -181,8 +181,9 @@ def test_views_and_their_inverse() -> None:
 def test_shifted_views_average_the_shifted_passes(model, tokenizer, images) -> None:
     plain = _segmenter(model, tokenizer)
     shifted = _segmenter(model, tokenizer, refine=RefineConfig(shifts=(0, 8)))
-    padded = [F.pad(images, (right, 0, down, 0), mode="replicate") for down in (0, 8) for right in (0, 8)]
-    views = [plain.predict(view).scores[..., -64:, -96:] for view in padded]
+    pads = [(down, right) for down in (0, 8) for right in (0, 8)]
+    padded = [plain.predict(F.pad(images, (r, r, d, d), mode="replicate")).scores for d, r in pads]
+    views = [scores[..., d : d + 64, r : r + 96] for scores, (d, r) in zip(padded, pads, strict=True)]
     result = shifted.predict(images)
     torch.testing.assert_close(result.scores, torch.stack(views).mean(dim=0))
     assert torch.equal(shifted.predict_labels(images), result.labels)

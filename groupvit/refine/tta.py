@@ -1,10 +1,11 @@
 """Multi-scale, flip and shift test-time augmentation: score several views of an image, average back.
 
 A view resizes the input by a scale (bilinear, align_corners=False), may flip it left-right and
-may shift it down and right by a few pixels (edge pixels repeated into the gap, so the view is that
-much larger); its scores are cropped, flipped back and resized to the input size, and the views'
-scores are averaged. A shift of half a patch moves the token grid against the image, so averaging
-shifted views gives label maps finer than one view's patch grid.
+may pad it by a shift of a few pixels on each side (edge pixels repeated), which moves the image
+down and right against the token grid; its scores are cropped, flipped back and resized to the
+input size, and the views' scores are averaged. With a shift of half a patch the padded side is
+still a whole number of patches, so the tokens lie exactly between the unshifted view's, and the
+average of the shifted views is finer than one view's patch grid.
 The identity view (scale 1, no flip) returns its inputs unchanged, so one identity view is exactly
 the protocol without augmentation.
 """
@@ -23,7 +24,7 @@ __all__ = ["View", "tta_views", "view_size", "apply_view", "undo_view"]
 class View(NamedTuple):
     scale: float  # the input is resized by this factor
     flip: bool  # the input is flipped left-right
-    shift: tuple[int, int] = (0, 0)  # (down, right) pixels the scaled input moves, edge-padded
+    shift: tuple[int, int] = (0, 0)  # (rows, columns) of edge padding on each side of the scaled input
 
 
 def tta_views(scales: Sequence[float], flip: bool, shifts: Sequence[int] = (0,)) -> list[View]:
@@ -40,9 +41,9 @@ def _scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
 
 def view_size(size: tuple[int, int], view: View) -> tuple[int, int]:
     """(H, W) of the view of an input of ``size``: each side scaled and rounded (at least 1), plus
-    the shift."""
+    twice the shift."""
     height, width = _scaled_size(size, view.scale)
-    return height + view.shift[0], width + view.shift[1]
+    return height + 2 * view.shift[0], width + 2 * view.shift[1]
 
 
 def apply_view(images: Tensor, view: View) -> Tensor:
@@ -54,7 +55,7 @@ def apply_view(images: Tensor, view: View) -> Tensor:
         images = images.flip(dims=(3,))
     down, right = view.shift
     if down or right:
-        images = F.pad(images, (right, 0, down, 0), mode="replicate")
+        images = F.pad(images, (right, right, down, down), mode="replicate")
     return images
 
 
@@ -62,7 +63,7 @@ def undo_view(scores: Tensor, view: View, size: tuple[int, int]) -> Tensor:
     """The view's scores [B, C, h, w] -> [B, C, *size] on the input's pixels (shifted back,
     flipped back, resized)."""
     down, right = view.shift
-    scores = scores[..., down:, right:]
+    scores = scores[..., down : scores.shape[-2] - down, right : scores.shape[-1] - right]
     if view.flip:
         scores = scores.flip(dims=(3,))
     if tuple(scores.shape[-2:]) != tuple(size):
