@@ -76,7 +76,7 @@ class GroupViTSegmentor(BaseSegmentor):
             (``mim test ... --cfg-options model.prompts=FILE``).
         test_cfg: ``dict(mode="whole")`` or ``dict(mode="slide", crop_size=(h, w), stride=(h, w))``, plus
             any :class:`groupvit.config.RefineConfig` field (``pamr_iterations``, ``pamr_dilations``,
-            ``soft_groups``, ``scales``, ``flip``): test-time refinements, all off when absent.
+            ``soft_groups``, ``scales``, ``flip``, ``shifts``): test-time refinements, all off when absent.
         data_preprocessor: ``SegDataPreProcessor`` config (ImageNet mean / std, RGB).
     """
 

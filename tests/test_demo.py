@@ -14,6 +14,7 @@ from PIL import Image
 import groupvit
 from groupvit.class_names import VOC_CLASSES
 from groupvit.cli import demo
+from groupvit.config import RefineConfig
 from groupvit.errors import InputError
 from groupvit.presets import get_model_config
 
@@ -289,6 +290,7 @@ def test_image_modes_become_rgb(tmp_path: Path) -> None:
             "argument --templates: invalid choice: 'fancy' (choose from 'imagenet', 'simple', 'subset')",
         ),
         (["--vocab", "cat", "--random-init", "--model", "groupvit_xl"], "argument --model: invalid choice: 'groupvit_xl'"),
+        (["--vocab", "cat", "--random-init", "--shifts", "0", "-4"], "refine shifts must be pixel counts >= 0, got (0, -4)"),
         (["--vocab", "cat", "--random-init", "--device", "gpu0"], "--device gpu0: not a device (use cpu or cuda)"),
         (["--vocab", "cat", "--checkpoint", "w.pth", "--override", "vision.width=64"], "--override needs --model, the preset it changes"),
         (["--vocab", "cat", "--random-init", "--override", "vision.width=64"],
@@ -311,6 +313,12 @@ def test_usage_errors(extra: list[str], message: str, images: Path, capsys: pyte
         and f"groupvit-demo: error: {message}" in err
         and "Traceback" not in err
     )
+
+
+def test_refinement_options_reach_the_refine_config() -> None:
+    args = demo.parse_args(["x.png", "--vocab", "cat", "--random-init", "--flip", "--shifts", "0", "4"])
+    assert args.refine.flip and args.refine.shifts == (0, 4) and args.refine.scales == (1.0,)
+    assert demo.parse_args(["x.png", "--vocab", "cat", "--random-init"]).refine == RefineConfig()
 
 
 def test_out_must_not_be_a_file(images: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -138,6 +138,14 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "groupvit-demo") -
     refine.add_argument("--soft-groups", action="store_true", help="pixels mix the rows of all groups")
     refine.add_argument("--scales", type=float, nargs="+", default=[1.0], help="test-time scales")
     refine.add_argument("--flip", action="store_true", help="also score the flipped image")
+    refine.add_argument(
+        "--shifts",
+        type=int,
+        nargs="+",
+        default=[0],
+        metavar="PX",
+        help="also score the image padded by every (rows, columns) pair of these pixels, e.g. 0 4",
+    )
     parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda"
     )
@@ -158,7 +166,11 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "groupvit-demo") -
         parser.error("give a vocabulary with --vocab and/or a class list with --dataset, or a --class-file")
     try:
         args.refine = RefineConfig(
-            pamr_iterations=args.pamr, soft_groups=args.soft_groups, scales=args.scales, flip=args.flip
+            pamr_iterations=args.pamr,
+            soft_groups=args.soft_groups,
+            scales=args.scales,
+            flip=args.flip,
+            shifts=args.shifts,
         )
     except InputError as e:
         parser.error(str(e))
