@@ -21,9 +21,11 @@ class VisionConfig:
     image_size: int = 224  # training resolution; fixes the stored pos-embed grid (image_size // patch_size)
     patch_size: int = 16  # square patch (conv kernel and stride)
     # "patch": one strided conv per patch (ViT, the released models); "conv": 3x3 stride-2 convs with
-    # BatchNorm and ReLU down to the same grid (Xiao et al. 2021; patch_size a power of two)
+    # BatchNorm and ReLU down to the same grid (Xiao et al. 2021; patch_size a power of two);
+    # "conv_pyramid": that stem one stride-2 stage deeper, upsampled and added back onto the patch grid
+    # (tokens on a grid twice as fine as the deeper stem's, with its receptive field; layers/conv_stem.py)
     stem: str = "patch"
-    # with stem "conv": 3x3 stride-1 conv-BN-ReLU layers after each stride-2 conv (a token of a 3-conv
+    # with a conv stem: 3x3 stride-1 conv-BN-ReLU layers after each stride-2 conv (a token of a 3-conv
     # stem then sees 15 + 28 * n px instead of 15); 0: Xiao et al.'s stem
     stem_extra_convs: int = 0
     in_chans: int = 3  # input channels
@@ -63,11 +65,11 @@ class VisionConfig:
                 f"num_output_groups {self.num_output_groups} needs one entry per stage with group tokens "
                 f"({grouping_stages} in num_group_tokens {self.num_group_tokens})"
             )
-        if self.stem not in ("patch", "conv"):
-            raise ValueError(f"stem must be 'patch' or 'conv', got {self.stem!r}")
-        if self.stem_extra_convs < 0 or (self.stem_extra_convs and self.stem != "conv"):
+        if self.stem not in ("patch", "conv", "conv_pyramid"):
+            raise ValueError(f"stem must be 'patch', 'conv' or 'conv_pyramid', got {self.stem!r}")
+        if self.stem_extra_convs < 0 or (self.stem_extra_convs and self.stem == "patch"):
             raise ValueError(
-                f"stem_extra_convs must be >= 0 and needs stem 'conv', got {self.stem_extra_convs}"
+                f"stem_extra_convs must be >= 0 and needs a conv stem, got {self.stem_extra_convs}"
             )
         if any(self.width % h for h in self.num_heads):
             raise ValueError(f"width {self.width} must be divisible by every num_heads {self.num_heads}")

@@ -221,6 +221,28 @@ def test_conv_stem_extra_convs_widen_the_receptive_field() -> None:
     assert deep(x)[0].shape == plain(x)[0].shape == (1, 64, 16)
 
 
+def test_pyramid_stem_puts_the_deeper_stems_view_on_the_finer_grid() -> None:
+    torch.manual_seed(0)
+    deep = ConvStem(patch_size=8, in_chans=3, embed_dim=16, extra_convs=1).eval()
+    pyramid = ConvStem(patch_size=4, in_chans=3, embed_dim=16, extra_convs=1, pyramid=True).eval()
+    # the same convs as the 8-px stem, one projection more at the 4-px stage
+    assert [m.out_channels for m in pyramid.convs if isinstance(m, torch.nn.Conv2d)] == [8, 8, 8, 8, 16, 16]
+    pyramid.load_state_dict(
+        {**deep.state_dict(), **{f"fine_proj.{k}": v for k, v in pyramid.fine_proj.state_dict().items()}}
+    )
+    tokens, grid = pyramid(torch.randn(2, 3, 64, 44))  # odd coarse grids drop the overhang
+    assert grid == (16, 11) and tokens.shape == (2, 176, 16)
+    # with the fine projection zeroed, each 8-px token of the deep stem covers its 2 x 2 fine cells
+    with torch.no_grad():
+        pyramid.fine_proj.weight.zero_()
+        pyramid.fine_proj.bias.zero_()
+    x = torch.randn(2, 3, 64, 48)
+    coarse, coarse_grid = deep(x)
+    assert coarse_grid == (8, 6)
+    up = coarse.reshape(2, 8, 6, 16).repeat_interleave(2, 1).repeat_interleave(2, 2)
+    torch.testing.assert_close(pyramid(x)[0], up.reshape(2, 192, 16))
+
+
 def test_vision_config_stem() -> None:
     from groupvit.config import VisionConfig
     from groupvit.models.vision import GroupViTVisionTower
@@ -238,11 +260,11 @@ def test_vision_config_stem() -> None:
         )
     )
     assert isinstance(tower.patch_embed, ConvStem) and tower(torch.randn(2, 3, 32, 32)).shape == (2, 16)
-    with pytest.raises(ValueError, match="stem must be 'patch' or 'conv', got 'cnn'"):
+    with pytest.raises(ValueError, match="stem must be 'patch', 'conv' or 'conv_pyramid', got 'cnn'"):
         VisionConfig(stem="cnn")
-    with pytest.raises(ValueError, match="stem_extra_convs must be >= 0 and needs stem 'conv', got 1"):
+    with pytest.raises(ValueError, match="stem_extra_convs must be >= 0 and needs a conv stem, got 1"):
         VisionConfig(stem_extra_convs=1)
-    with pytest.raises(ValueError, match="stem_extra_convs must be >= 0 and needs stem 'conv', got -1"):
+    with pytest.raises(ValueError, match="stem_extra_convs must be >= 0 and needs a conv stem, got -1"):
         VisionConfig(stem="conv", stem_extra_convs=-1)
     deep = GroupViTVisionTower(
         VisionConfig(
@@ -258,6 +280,19 @@ def test_vision_config_stem() -> None:
         )
     )
     assert sum(isinstance(m, torch.nn.Conv2d) for m in deep.patch_embed.convs) == 9
+    fine = VisionConfig(
+        image_size=32,
+        patch_size=4,
+        width=16,
+        stem="conv_pyramid",
+        depths=(1,),
+        num_heads=(2,),
+        num_group_tokens=(4,),
+        num_output_groups=(4,),
+    )
+    tower = GroupViTVisionTower(fine)
+    assert tower.patch_embed.pyramid and fine.grid_size == (8, 8)
+    assert tower.forward_features(torch.randn(2, 3, 32, 32)).grid_size == (8, 8)
 
 
 def test_position_embedding_is_resampled_once_while_the_weights_stay() -> None:

@@ -148,13 +148,14 @@ class GroupViTVisionTower(nn.Module):
         self.patch_size = cfg.patch_size
         self.pos_grid = cfg.grid_size
         self._pos_cache: tuple[tuple, torch.Tensor] | None = None  # see position_embedding
-        if cfg.stem == "conv":
+        if cfg.stem in ("conv", "conv_pyramid"):
             self.patch_embed = ConvStem(
                 cfg.patch_size,
                 cfg.in_chans,
                 cfg.width,
                 eps=cfg.layer_norm_eps,
                 extra_convs=cfg.stem_extra_convs,
+                pyramid=cfg.stem == "conv_pyramid",
             )
         else:
             self.patch_embed = PatchEmbed(cfg.patch_size, cfg.in_chans, cfg.width, eps=cfg.layer_norm_eps)
