@@ -1,11 +1,13 @@
 # GroupViT-tiny on the shape-only synthetic scenes (tools/make_synthetic_data.py --cues shape): the
 # category is the outline alone, colour / texture / size / rotation / background are drawn
-# independently of it. The colour recipe's config with a convolutional stem of six 3x3 convs
-# (preset groupvit_tiny_synthetic_shapes: "stem": "conv", "stem_extra_convs": 1), one transformer
-# block before the grouping instead of five (tokens stay local, so groups can isolate objects), 32
-# groups, crops of 80-100%, zero-shot at the 64-px training size, the shape class list, no noun-group
-# loss and the exclusive-group loss. Best so far, not yet a working recipe: 19-22% mIoU over seeds 0-3
-# on the tuning split (mean 20.9; the 8x8 token grid itself caps any grouping at 63.4%; docs/shapes.md).
+# independently of it. The colour recipe's config with a convolutional stem of six 3x3 convs down to
+# 8 px, merged back onto a 4-px token grid (preset groupvit_tiny_synthetic_shapes: "stem":
+# "conv_pyramid", "patch_size": 4, "stem_extra_convs": 1: 16 x 16 tokens that see 43 px), one
+# transformer block before the grouping instead of five (tokens stay local, so groups can isolate
+# objects), 32 groups, crops of 80-100%, zero-shot at the 64-px training size with bg_thresh 0.8,
+# the shape class list, no noun-group loss and the exclusive-group loss. Best so far, not yet a
+# working recipe: 19.5-29.6% mIoU over seeds 0-3 on the tuning split (mean 24.2; 33-48% with PAMR,
+# shifted and flipped views; docs/shapes.md).
 # Data first:
 #   python tools/make_synthetic_data.py --out data/shapes --cues shape
 #   OMP_NUM_THREADS=1 mim train mmseg configs/groupvit/groupvit_tiny_synthetic_shapes.py
