@@ -173,7 +173,9 @@ def test_views_and_their_inverse() -> None:
     shifted = apply_view(images, View(1.0, True, (4, 2)))
     assert shifted.shape == (1, 3, 18, 24) and view_size((10, 20), View(1.0, True, (4, 2))) == (18, 24)
     assert torch.equal(shifted[..., 4:14, 2:22], images.flip(3))
-    assert torch.equal(shifted[..., :4, 2:22], images.flip(3)[..., :1, :].expand(1, 3, 4, 20))  # edge repeated
+    assert torch.equal(
+        shifted[..., :4, 2:22], images.flip(3)[..., :1, :].expand(1, 3, 4, 20)
+    )  # edge repeated
     assert torch.equal(undo_view(shifted, View(1.0, True, (4, 2)), (10, 20)), images)
 
 
