@@ -21,6 +21,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from groupvit.refine.pamr import pamr_matrix
+
 
 def rank_and_world_size() -> tuple[int, int]:
     """(rank, world_size) of the default process group, or (0, 1) when there is none."""
@@ -480,3 +482,52 @@ class PatchPhraseAlignmentLoss(GroupPhraseAlignmentLoss):
         logits = groups.transpose(1, 2) @ group_logits  # (B, N, P)
         targets = (shares.transpose(1, 2) > self.min_share).float()
         return self._reduce(logits, targets, phrase_valid)
+
+
+class AffinityGroupLoss(nn.Module):
+    """Groups that follow the image's colour edges: PAMR's propagation as a training target.
+
+    The zero-shot map gains most from PAMR (``groupvit.refine.pamr``) where the groups already hold
+    objects; this loss asks the grouping itself to be PAMR's fixed point, so that the groups (and
+    the features they pool) stop at the edges PAMR would move them to. With P the product of the
+    stages' soft assignments [B, G, N] on the h x w patch grid and the image average-pooled to that
+    grid (one colour per patch):
+
+    * T = ``iterations`` PAMR steps of P on the pooled image, with no gradient (a target);
+    * loss = mean over images and patches of KL(T[:, :, n] || P[:, :, n]).
+
+    PAMR's affinities are convex weights, so T's columns sum to 1 as P's do; the loss is 0 exactly
+    when propagation along the colours leaves the grouping unchanged. It never asks for fewer
+    groups: regions apart across an edge keep their own groups, one region of one colour is asked
+    to be one group. On the patch grid, not the pixels: the propagation is a [N, N] matrix product
+    per step (``pamr_matrix``), 0.18 s per batch of 128 on one core where PAMR over the 64-px pixels
+    took 10 s.
+    """
+
+    def __init__(self, iterations: int = 10, dilations: tuple[int, ...] = (1, 2, 3, 6)) -> None:
+        """dilations: PAMR's neighbour rings in patches (the test-time refinement's 1-24 px at
+        4-px patches reach 6 patches)."""
+        super().__init__()
+        if iterations < 1:
+            raise ValueError(f"AffinityGroupLoss needs iterations >= 1, got {iterations}")
+        self.iterations = iterations
+        self.dilations = tuple(dilations)
+
+    def forward(self, images: torch.Tensor, assignments: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """images [B, 3, H, W] (any per-channel affine scaling), assignments per stage [B, G_s, N_s]
+        (rows over G sum to 1; N_1 = h * w with h / w = H / W) -> loss []."""
+        groups = assignment_product(tuple(a.float() for a in assignments))  # [B, G, N]
+        num_patches = groups.shape[-1]
+        height, width = images.shape[-2:]
+        h = max(1, round(math.sqrt(num_patches * height / width)))
+        w = num_patches // h
+        if h * w != num_patches:
+            raise ValueError(f"{num_patches} patches do not tile a {height} x {width} image")
+        with torch.no_grad():
+            step = pamr_matrix(F.adaptive_avg_pool2d(images.float(), (h, w)), self.dilations)
+            target = groups
+            for _ in range(self.iterations):
+                target = target @ step.transpose(1, 2)
+        log_p = groups.clamp_min(1e-8).log()
+        log_t = target.clamp_min(1e-8).log()
+        return (target * (log_t - log_p)).sum(dim=1).mean()

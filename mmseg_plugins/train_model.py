@@ -11,6 +11,7 @@ from mmseg.registry import MODELS
 from groupvit.errors import InputError
 from groupvit.layers.fusion import GatedCrossAttention
 from groupvit.losses import (
+    AffinityGroupLoss,
     ContrastiveLoss,
     ExclusiveGroupLoss,
     GroupBalanceLoss,
@@ -79,6 +80,11 @@ class GroupViTTrainModel(GroupViTSegmentor):
             off, as in the paper). Logged as ``loss_unclaimed_group``.
         group_balance_weight: weight of ``groupvit.losses.GroupBalanceLoss`` (confident, evenly
             used group assignments; 0 = off, as in the paper). Logged as ``loss_group_balance``.
+        affinity_group_weight: weight of ``groupvit.losses.AffinityGroupLoss`` (the patch-to-group
+            map as PAMR's fixed point on the training image: groups stop at colour edges; 0 = off,
+            not in the paper). Logged as ``loss_affinity_group``.
+        affinity_iterations / affinity_dilations: PAMR iterations and neighbour rings (in patches)
+            of that loss's target.
         grounding_weight: weight of ``groupvit.losses.GroupPhraseAlignmentLoss`` on batches with
             phrase masks (``GroundingFolderDataset``): every final group against every phrase of its
             caption, positive where most of the group lies in the phrase's mask (0 = off). Logged as
@@ -116,6 +122,9 @@ class GroupViTTrainModel(GroupViTSegmentor):
         exclusive_group_weight: float = 0.0,
         unclaimed_group_weight: float = 0.0,
         group_balance_weight: float = 0.0,
+        affinity_group_weight: float = 0.0,
+        affinity_iterations: int = 10,
+        affinity_dilations: tuple[int, ...] = (1, 2, 3, 6),
         grounding_weight: float = 0.0,
         grounding_fusion: bool = True,
         grounding_loss: str = "bce",
@@ -141,6 +150,8 @@ class GroupViTTrainModel(GroupViTSegmentor):
         self.unclaimed_group_loss = UnclaimedGroupLoss()
         self.group_balance_weight = group_balance_weight
         self.group_balance_loss = GroupBalanceLoss()
+        self.affinity_group_weight = affinity_group_weight
+        self.affinity_group_loss = AffinityGroupLoss(affinity_iterations, tuple(affinity_dilations))
         self.grounding_weight = grounding_weight
         self.grounding_fusion = grounding_fusion
         self.grounding_min_share = grounding_min_share
@@ -259,6 +270,10 @@ class GroupViTTrainModel(GroupViTSegmentor):
             if self.group_balance_weight > 0:
                 losses["loss_group_balance"] = self.group_balance_weight * self.group_balance_loss(
                     assignments
+                )
+            if self.affinity_group_weight > 0:
+                losses["loss_affinity_group"] = self.affinity_group_weight * self.affinity_group_loss(
+                    inputs, assignments
                 )
         if grounding is not None:
             losses["loss_grounding"] = self.grounding_weight * self._grounding(

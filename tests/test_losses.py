@@ -227,6 +227,48 @@ def test_duplicate_prompts_are_positives() -> None:
     )
 
 
+def _split_assignment(h: int, w: int) -> torch.Tensor:
+    """Two groups over an h x w grid: the left half 90% in group 0, the right half 90% in group 1
+    [1, 2, h*w] (soft, as the softmax makes them)."""
+    left = torch.full((h, w), 0.1)
+    left[:, : w // 2] = 0.9
+    return torch.stack([left, 1 - left]).reshape(1, 2, h * w)
+
+
+def test_affinity_group_loss_values() -> None:
+    from groupvit.losses import AffinityGroupLoss
+    from groupvit.refine.pamr import pamr
+
+    loss = AffinityGroupLoss(iterations=10)
+    h = w = 8
+    size = 32  # 4-px patches
+    gen = torch.Generator().manual_seed(0)
+    # a grouping constant over the image is PAMR's fixed point on any image: loss 0
+    flat = torch.full((1, 2, h * w), 0.5)
+    noisy = torch.rand(1, 3, size, size, generator=gen)
+    assert loss(noisy, (flat,)).item() == pytest.approx(0.0, abs=1e-6)
+    # two groups split down the middle: cheap where the image has an edge there, dear where not
+    split = _split_assignment(h, w)
+    two_tone = torch.zeros(1, 3, size, size)
+    two_tone[..., size // 2 :] = 1.0
+    two_tone = two_tone + 0.01 * torch.rand(1, 3, size, size, generator=gen)
+    on_edge, no_edge = loss(two_tone, (split,)).item(), loss(noisy, (split,)).item()
+    assert no_edge > 0.1 and on_edge < 0.01 * no_edge
+    # the value is KL(target || P) with the target from pamr by hand
+    pooled = torch.nn.functional.avg_pool2d(noisy, 4)  # one colour per 4-px patch
+    target = pamr(pooled, split.view(1, 2, h, w), 10, (1, 2, 3, 6)).reshape(1, 2, h * w)
+    expected = (target * (target.clamp_min(1e-8).log() - split.clamp_min(1e-8).log())).sum(1).mean()
+    assert no_edge == pytest.approx(expected.item(), rel=1e-5)
+    # stages multiply: a second stage that keeps the groups gives the same loss
+    assert loss(noisy, (split, torch.eye(2)[None])).item() == pytest.approx(no_edge, rel=1e-6)
+    # gradients pull the assignment towards the target, not the target towards it
+    logits = torch.randn(1, 2, h * w, requires_grad=True)
+    loss(noisy, (logits.softmax(dim=1),)).backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="do not tile"):
+        loss(torch.zeros(1, 3, size, size), (torch.full((1, 2, 60), 0.5),))
+
+
 def test_group_balance_loss_values() -> None:
     from groupvit.losses import GroupBalanceLoss
 

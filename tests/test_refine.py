@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import groupvit
 from groupvit.config import RefineConfig
 from groupvit.errors import InputError
-from groupvit.refine.pamr import neighbour_offsets, pamr, pamr_affinity
+from groupvit.refine.pamr import neighbour_offsets, pamr, pamr_affinity, pamr_matrix
 from groupvit.refine.soft_groups import mix_scores, pixel_group_weights
 from groupvit.refine.synonyms import synonym_embeddings
 from groupvit.refine.tta import View, apply_view, tta_views, undo_view, view_size
@@ -122,6 +122,19 @@ def test_pamr_refines_channels_independently_and_keeps_zeros() -> None:
     assert pamr(image, scores, iterations=0) is scores
     with pytest.raises(ValueError, match=r"images \(2, 3, 12, 10\) and scores \(2, 4, 6, 10\) differ"):
         pamr(image, scores[..., :6, :], iterations=1)
+
+
+def test_pamr_matrix_steps_equal_pamr() -> None:
+    torch.manual_seed(0)
+    image, scores = torch.rand(2, 3, 12, 10), torch.rand(2, 4, 12, 10)
+    matrix = pamr_matrix(image, dilations=(1, 2, 5))  # a ring past the border: replicated pixels
+    assert matrix.shape == (2, 120, 120)
+    torch.testing.assert_close(matrix.sum(dim=2), torch.ones(2, 120))
+    stepped = scores.flatten(2)
+    for _ in range(3):
+        stepped = stepped @ matrix.transpose(1, 2)
+    expected = pamr(image, scores, iterations=3, dilations=(1, 2, 5))
+    torch.testing.assert_close(stepped.view(2, 4, 12, 10), expected, rtol=1e-5, atol=1e-6)
 
 
 # -- soft groups ---------------------------------------------------------------------------------------

@@ -114,6 +114,19 @@ def test_group_balance_loss_is_added_when_enabled() -> None:
     assert model.model.vision.stages[0].group_token.grad.abs().sum() > 0
 
 
+def test_affinity_group_loss_is_added_when_enabled() -> None:
+    from groupvit.losses import AffinityGroupLoss
+
+    model, data, losses = _losses({"loss_affinity_group"}, affinity_group_weight=0.5, affinity_iterations=3)
+    torch.manual_seed(1)  # the same Gumbel noise: the soft assignments of the same forward
+    grouping = model.model.encode_image_with_assignments(data["inputs"], normalize=True)
+    expected = 0.5 * AffinityGroupLoss(3)(data["inputs"], grouping.assignments)
+    assert expected.item() > 0
+    torch.testing.assert_close(losses["loss_affinity_group"], expected, rtol=1e-5, atol=1e-6)
+    losses["loss_affinity_group"].backward()
+    assert model.model.vision.stages[0].group_token.grad.abs().sum() > 0
+
+
 def test_group_losses_when_enabled() -> None:
     from groupvit.losses import ExclusiveGroupLoss, NounGroupLoss, UnclaimedGroupLoss
 

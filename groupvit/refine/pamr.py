@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["neighbour_offsets", "pamr_affinity", "pamr"]
+__all__ = ["neighbour_offsets", "pamr_affinity", "pamr", "pamr_matrix"]
 
 _RING = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 
@@ -106,3 +106,34 @@ def pamr(
             )
         refined = step
     return refined.contiguous(memory_format=torch.channels_last)
+
+
+def pamr_matrix(images: Tensor, dilations: Sequence[int] = (1, 2, 4, 8, 12, 24)) -> Tensor:
+    """PAMR's propagation step as a dense matrix, for small maps (a patch grid, not an image).
+
+    ``pamr(images, m, T)`` equals ``T`` products ``m <- m @ A.transpose(1, 2)`` on maps flattened to
+    [B, C, H * W]: the same affinities (neighbours past the border land on the border pixel, as the
+    replicate padding does), one batched matrix product per step instead of 8 * len(dilations) shifted
+    maps. Its size grows with (H * W)^2: 256 KB per image on a 16 x 16 grid, 64 MB at 64 x 64.
+
+    Args:
+        images: [B, 3, H, W].
+        dilations: ring radii in pixels of ``images``.
+
+    Returns:
+        Tensor [B, H * W, H * W]; row i holds pixel i's affinities (it sums to 1).
+    """
+    affinity = pamr_affinity(images, dilations)  # [B, J, H, W]
+    batch, _, height, width = affinity.shape
+    ys = torch.arange(height, device=images.device).view(height, 1)
+    xs = torch.arange(width, device=images.device).view(1, width)
+    columns = torch.stack(
+        [
+            ((ys + dy).clamp(0, height - 1) * width + (xs + dx).clamp(0, width - 1)).reshape(-1)
+            for dy, dx in neighbour_offsets(dilations)
+        ],
+        dim=1,
+    )  # [H * W, J]
+    matrix = affinity.new_zeros(batch, height * width, height * width)
+    values = affinity.flatten(2).transpose(1, 2)  # [B, H * W, J]
+    return matrix.scatter_add_(2, columns.expand(batch, -1, -1), values)
