@@ -38,6 +38,8 @@ model = dict(
     unclaimed_group_weight=0.0,  # measured: fixes background on some seeds, all-background on others; off
     # GroupBalanceLoss against group collapse: measured worse here, so off; see README
     group_balance_weight=0.0,
+    # AffinityGroupLoss: the grouping as PAMR's fixed point on the training image (docs/shapes.md)
+    affinity_group_weight=0.0,
     grad_checkpointing=False,
     # zero-shot validation (see GroupViTSegmentor); class names come from the val dataset
     templates="simple",
