@@ -8,7 +8,7 @@
 # the shape class list, no noun-group loss, the exclusive-group loss and 900 iterations. Best so
 # far, not yet a working recipe: 19.2-34.4% mIoU over six runs of seeds 0-3 on two machines on the
 # tuning split (mean 26.3; 26-55% with PAMR; docs/shapes.md). One process, one thread: 15 minutes
-# on a Xeon, 24 on an EPYC.
+# on a Xeon, 24-33 on an EPYC.
 # Data first:
 #   python tools/make_synthetic_data.py --out data/shapes --cues shape
 #   OMP_NUM_THREADS=1 mim train mmseg configs/groupvit/groupvit_tiny_synthetic_shapes.py
