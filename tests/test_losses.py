@@ -261,12 +261,16 @@ def test_affinity_group_loss_values() -> None:
     assert no_edge == pytest.approx(expected.item(), rel=1e-5)
     # stages multiply: a second stage that keeps the groups gives the same loss
     assert loss(noisy, (split, torch.eye(2)[None])).item() == pytest.approx(no_edge, rel=1e-6)
-    # gradients pull the assignment towards the target, not the target towards it
+    # the assignment gets a gradient (the target is computed without one)
     logits = torch.randn(1, 2, h * w, requires_grad=True)
     loss(noisy, (logits.softmax(dim=1),)).backward()
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="do not tile"):
         loss(torch.zeros(1, 3, size, size), (torch.full((1, 2, 60), 0.5),))
+    with pytest.raises(ValueError, match="affinity_iterations must be >= 1"):
+        AffinityGroupLoss(iterations=0)
+    with pytest.raises(ValueError, match="affinity_dilations >= 1"):
+        AffinityGroupLoss(dilations=())
 
 
 def test_group_balance_loss_values() -> None:
