@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from mmengine.dist import all_reduce
 from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
 _INFO_KEY = "groupvit_skipped_samples"
@@ -56,3 +57,21 @@ class SkippedSamplesHook(Hook):
                 f"in the last {self.interval} iterations ({total} in total)"
             )
             runner.visualizer.add_scalars({"skipped_samples": total}, step=runner.iter + 1)
+
+
+@HOOKS.register_module()
+class TrainIterationHook(Hook):
+    """Tell the model which training iteration it is about to run (``model.iteration``).
+
+    Loss schedules read it (``GroupViTTrainModel.affinity_start_iter``). Set before every
+    iteration from ``runner.iter``, which ``--resume`` restores, so a resumed run switches its
+    losses on at the same iteration as an unbroken one. Models without the attribute are left alone.
+    ``mmseg_plugins.runner`` registers it in every run, whatever the config's ``custom_hooks``.
+    """
+
+    priority = "VERY_HIGH"
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if hasattr(model, "iteration"):
+            model.iteration = runner.iter

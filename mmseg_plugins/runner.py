@@ -21,6 +21,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from mmseg.registry import RUNNERS
 
 from groupvit.errors import InputError
+from mmseg_plugins.hooks import TrainIterationHook
 from mmseg_plugins.rng_state import RNGStateHook
 
 # the names CheckpointHook gives by default: iter_{N}.pth (by_epoch=False), epoch_{N}.pth
@@ -174,7 +175,8 @@ class GroupViTRunner(Runner):
       stopping a run on one's own captions before its first iteration.
     - ``iter`` does not build the training loop (its data) outside training: ``mim test --show-dir``.
     - an ``RNGStateHook`` is always registered, so that a resumed run draws the same random
-      numbers as an uninterrupted one, whatever a config's ``custom_hooks`` list holds.
+      numbers as an uninterrupted one, whatever a config's ``custom_hooks`` list holds; so is a
+      ``TrainIterationHook``, so that loss schedules (``affinity_start_iter``) see the iteration.
     """
 
     @classmethod
@@ -208,8 +210,9 @@ class GroupViTRunner(Runner):
 
     def register_hooks(self, default_hooks=None, custom_hooks=None) -> None:
         super().register_hooks(default_hooks, custom_hooks)
-        if not any(isinstance(hook, RNGStateHook) for hook in self._hooks):
-            self.register_hook(RNGStateHook())
+        for hook_type in (RNGStateHook, TrainIterationHook):
+            if not any(isinstance(hook, hook_type) for hook in self._hooks):
+                self.register_hook(hook_type())
 
     def load_or_resume(self) -> None:
         if self._resume and self._load_from is None and not self._has_loaded:

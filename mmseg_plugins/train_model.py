@@ -85,6 +85,10 @@ class GroupViTTrainModel(GroupViTSegmentor):
             not in the paper). Logged as ``loss_affinity_group``.
         affinity_iterations / affinity_dilations: PAMR iterations and neighbour rings (in patches)
             of that loss's target.
+        affinity_start_iter: the affinity loss counts from this training iteration on (0: from the
+            first), so that the groups can form under the text losses before they are asked to
+            follow the image's edges. The iteration comes from :class:`~mmseg_plugins.hooks.
+            TrainIterationHook` (registered in every mmengine run); ``self.iteration`` otherwise.
         grounding_weight: weight of ``groupvit.losses.GroupPhraseAlignmentLoss`` on batches with
             phrase masks (``GroundingFolderDataset``): every final group against every phrase of its
             caption, positive where most of the group lies in the phrase's mask (0 = off). Logged as
@@ -125,6 +129,7 @@ class GroupViTTrainModel(GroupViTSegmentor):
         affinity_group_weight: float = 0.0,
         affinity_iterations: int = 10,
         affinity_dilations: tuple[int, ...] = (1, 2, 3, 6),
+        affinity_start_iter: int = 0,
         grounding_weight: float = 0.0,
         grounding_fusion: bool = True,
         grounding_loss: str = "bce",
@@ -152,6 +157,10 @@ class GroupViTTrainModel(GroupViTSegmentor):
         self.group_balance_loss = GroupBalanceLoss()
         self.affinity_group_weight = affinity_group_weight
         self.affinity_group_loss = AffinityGroupLoss(affinity_iterations, tuple(affinity_dilations))
+        if affinity_start_iter < 0:
+            raise InputError(f"affinity_start_iter must be >= 0, got {affinity_start_iter}")
+        self.affinity_start_iter = affinity_start_iter
+        self.iteration = 0  # the training iteration about to run (TrainIterationHook sets it)
         self.grounding_weight = grounding_weight
         self.grounding_fusion = grounding_fusion
         self.grounding_min_share = grounding_min_share
@@ -271,7 +280,7 @@ class GroupViTTrainModel(GroupViTSegmentor):
                 losses["loss_group_balance"] = self.group_balance_weight * self.group_balance_loss(
                     assignments
                 )
-            if self.affinity_group_weight > 0:
+            if self.affinity_group_weight > 0 and self.iteration >= self.affinity_start_iter:
                 losses["loss_affinity_group"] = self.affinity_group_weight * self.affinity_group_loss(
                     inputs, assignments
                 )

@@ -4,6 +4,7 @@ run in which both losses fall well below their chance levels."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from mmseg.structures import SegDataSample
 from train_helpers import TINY_CONFIG, write_caption_folder, write_small_config
 
 import mmseg_plugins  # noqa: F401  (compat first, registers the training modules)
+from groupvit.errors import InputError
 from groupvit.losses import ContrastiveLoss, MultiLabelContrastiveLoss, text_ids
 from mmseg_plugins.train_data import image_text_collate
 
@@ -125,6 +127,21 @@ def test_affinity_group_loss_is_added_when_enabled() -> None:
     torch.testing.assert_close(losses["loss_affinity_group"], expected, rtol=1e-5, atol=1e-6)
     losses["loss_affinity_group"].backward()
     assert model.model.vision.stages[0].group_token.grad.abs().sum() > 0
+
+
+def test_affinity_group_loss_counts_from_its_start_iteration() -> None:
+    from mmseg_plugins.hooks import TrainIterationHook
+
+    model = _build(affinity_group_weight=0.5, affinity_iterations=3, affinity_start_iter=2)
+    data = model.data_preprocessor(_batch(), True)
+    seen = {}
+    for it in range(4):
+        TrainIterationHook().before_train_iter(SimpleNamespace(model=model, iter=it), it)
+        assert model.iteration == it
+        seen[it] = "loss_affinity_group" in model(**data, mode="loss")
+    assert seen == {0: False, 1: False, 2: True, 3: True}
+    with pytest.raises(InputError, match="affinity_start_iter must be >= 0"):
+        _build(affinity_start_iter=-1)
 
 
 def test_group_losses_when_enabled() -> None:

@@ -414,3 +414,35 @@ def test_resume_with_validation_is_bit_identical(tmp_path: Path) -> None:
     log = next(work.glob("*/*.log")).read_text()
     assert "running the validation that was due after this checkpoint again" in log
     _assert_same_training(work / f"iter_{MAX_ITERS}.pth", tmp_path / "whole" / f"iter_{MAX_ITERS}.pth")
+
+
+@pytest.mark.slow
+def test_a_loss_switched_on_mid_run_resumes_exactly(tmp_path: Path) -> None:
+    """``affinity_start_iter`` reads the runner's iteration (TrainIterationHook): the loss is off
+    before it and on after, and a run resumed before the switch switches at the same iteration."""
+    config = _write_config(tmp_path)
+    scheduled = tmp_path / "scheduled.py"
+    scheduled.write_text(
+        f"_base_ = [{str(config)!r}]\n"
+        "model = dict(affinity_group_weight=1.0, affinity_iterations=2, affinity_start_iter=6)\n"
+        "train_cfg = dict(max_iters=8)\n"
+    )
+    with _one_thread():
+        _train(scheduled, tmp_path / "whole")
+    records = [r for r in read_scalars(tmp_path / "whole") if "loss" in r]
+    assert [r["step"] for r in records if "loss_affinity_group" in r] == [7, 8]
+    work = _resume_in(tmp_path / "work", tmp_path / "whole", ["iter_4.pth"])
+    with _one_thread():
+        _train(scheduled, work, resume=True)
+    # the visualizer is a per-process singleton, so the resumed run's figures are read from its log
+    log = next(work.glob("*/*.log")).read_text()
+    resumed = re.findall(r"Iter\(train\) \[(\d)/8\].*?loss: (\S+).*", log)
+    assert [int(step) for step, _ in resumed] == [5, 6, 7, 8]
+    assert [float(loss) for _, loss in resumed] == [round(r["loss"], 4) for r in records[4:]]
+    assert [("loss_affinity_group" in line) for line in re.findall(r"Iter\(train\).*", log)] == [
+        False,
+        False,
+        True,
+        True,
+    ]
+    _assert_same_training(work / "iter_8.pth", tmp_path / "whole" / "iter_8.pth")

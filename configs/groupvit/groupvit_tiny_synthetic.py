@@ -40,6 +40,7 @@ model = dict(
     group_balance_weight=0.0,
     # AffinityGroupLoss: the grouping as PAMR's fixed point on the training image (docs/shapes.md)
     affinity_group_weight=0.0,
+    affinity_start_iter=0,  # the iteration it counts from (groups form under the text losses first)
     grad_checkpointing=False,
     # zero-shot validation (see GroupViTSegmentor); class names come from the val dataset
     templates="simple",
