@@ -494,7 +494,8 @@ class AffinityGroupLoss(nn.Module):
     stages' soft assignments [B, G, N] on the h x w patch grid and the image average-pooled to that
     grid (one colour per patch):
 
-    * T = ``iterations`` PAMR steps of P on the pooled image, with no gradient (a target);
+    * T = ``iterations`` PAMR steps of P on the pooled image, with no gradient (a target); with
+      ``target="hard"`` the steps start from the one-hot of each patch's best group instead of P;
     * loss = mean over images and patches of KL(T[:, :, n] || P[:, :, n]).
 
     PAMR's affinities are convex weights, so T's columns sum to 1 as P's do; the loss is 0 exactly
@@ -504,18 +505,31 @@ class AffinityGroupLoss(nn.Module):
     propagation is a [N, N] matrix product
     per step (``pamr_matrix``), 0.18 s per batch of 128 on one core where PAMR over the 64-px pixels
     took 10 s.
+
+    Why ``"hard"``: the forward pools with the hard (one-hot) assignment, and soft assignments
+    spread evenly over the groups are a fixed point too, one that leaves the hard grouping free.
+    Measured (docs/shapes.md): a soft-target run ended with every patch's soft assignment uniform
+    over the 32 groups (entropy ln 32, loss 0) while its hard groups crossed the shapes. Propagating
+    the hard grouping instead asks the soft assignment to follow where the image's edges move the
+    hard groups; a uniform soft assignment is then far from the target, not at it.
     """
 
-    def __init__(self, iterations: int = 10, dilations: tuple[int, ...] = (1, 2, 3, 6)) -> None:
+    def __init__(
+        self, iterations: int = 10, dilations: tuple[int, ...] = (1, 2, 3, 6), target: str = "soft"
+    ) -> None:
         """dilations: PAMR's neighbour rings in patches (the test-time refinement's 1-24 px at
-        4-px patches reach 6 patches)."""
+        4-px patches reach 6 patches); target: ``"soft"`` (propagate P) or ``"hard"`` (propagate
+        the one-hot of P's best group per patch)."""
         super().__init__()
         if iterations < 1 or not dilations or min(dilations) < 1:
             raise InputError(
                 f"affinity_iterations must be >= 1 and affinity_dilations >= 1, got {iterations} and {dilations}"
             )
+        if target not in ("soft", "hard"):
+            raise InputError(f"affinity_target must be 'soft' or 'hard', got {target!r}")
         self.iterations = iterations
         self.dilations = tuple(dilations)
+        self.target = target
 
     def forward(self, images: torch.Tensor, assignments: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """images [B, 3, H, W] (any per-channel affine scaling), assignments per stage [B, G_s, N_s]
@@ -530,6 +544,8 @@ class AffinityGroupLoss(nn.Module):
         with torch.no_grad():
             step = pamr_matrix(F.adaptive_avg_pool2d(images.float(), (h, w)), self.dilations)
             target = groups
+            if self.target == "hard":
+                target = F.one_hot(groups.argmax(dim=1), groups.shape[1]).transpose(1, 2).to(groups.dtype)
             for _ in range(self.iterations):
                 target = target @ step.transpose(1, 2)
         log_p = groups.clamp_min(1e-8).log()

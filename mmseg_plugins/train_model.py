@@ -83,8 +83,9 @@ class GroupViTTrainModel(GroupViTSegmentor):
         affinity_group_weight: weight of ``groupvit.losses.AffinityGroupLoss`` (the patch-to-group
             map as PAMR's fixed point on the training image: groups stop at colour edges; 0 = off,
             not in the paper). Logged as ``loss_affinity_group``.
-        affinity_iterations / affinity_dilations: PAMR iterations and neighbour rings (in patches)
-            of that loss's target.
+        affinity_iterations / affinity_dilations / affinity_target: PAMR iterations, neighbour
+            rings (in patches) and what is propagated (``"soft"``: the soft map; ``"hard"``: each
+            patch's best group) for that loss's target.
         affinity_start_iter: the affinity loss counts from this training iteration on (0: from the
             first), so that the groups can form under the text losses before they are asked to
             follow the image's edges. The iteration comes from :class:`~mmseg_plugins.hooks.
@@ -129,6 +130,7 @@ class GroupViTTrainModel(GroupViTSegmentor):
         affinity_group_weight: float = 0.0,
         affinity_iterations: int = 10,
         affinity_dilations: tuple[int, ...] = (1, 2, 3, 6),
+        affinity_target: str = "soft",
         affinity_start_iter: int = 0,
         grounding_weight: float = 0.0,
         grounding_fusion: bool = True,
@@ -156,7 +158,9 @@ class GroupViTTrainModel(GroupViTSegmentor):
         self.group_balance_weight = group_balance_weight
         self.group_balance_loss = GroupBalanceLoss()
         self.affinity_group_weight = affinity_group_weight
-        self.affinity_group_loss = AffinityGroupLoss(affinity_iterations, tuple(affinity_dilations))
+        self.affinity_group_loss = AffinityGroupLoss(
+            affinity_iterations, tuple(affinity_dilations), affinity_target
+        )
         if affinity_start_iter < 0:
             raise InputError(f"affinity_start_iter must be >= 0, got {affinity_start_iter}")
         self.affinity_start_iter = affinity_start_iter

@@ -265,6 +265,19 @@ def test_affinity_group_loss_values() -> None:
     logits = torch.randn(1, 2, h * w, requires_grad=True)
     loss(noisy, (logits.softmax(dim=1),)).backward()
     assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+    # target="hard": the one-hot of each patch's best group is propagated instead; a flat soft
+    # assignment is no longer at the target
+    hard = AffinityGroupLoss(iterations=10, target="hard")
+    one_hot = torch.stack([split[0, 0] > 0.5, split[0, 1] > 0.5]).float()[None]
+    hard_target = pamr(pooled, one_hot.view(1, 2, h, w), 10, (1, 2, 3, 6)).reshape(1, 2, h * w)
+    expected = (hard_target * (hard_target.clamp_min(1e-8).log() - split.clamp_min(1e-8).log())).sum(1).mean()
+    assert hard(noisy, (split,)).item() == pytest.approx(expected.item(), rel=1e-5)
+    flat_split = torch.stack([split[0, 0] * 0.02 + 0.49, 1 - (split[0, 0] * 0.02 + 0.49)])[
+        None
+    ]  # 50.8 / 49.2
+    assert loss(two_tone, (flat_split,)).item() < 1e-4 < 0.05 < hard(two_tone, (flat_split,)).item()
+    with pytest.raises(ValueError, match="affinity_target must be 'soft' or 'hard'"):
+        AffinityGroupLoss(target="mean")
     with pytest.raises(ValueError, match="do not tile"):
         loss(torch.zeros(1, 3, size, size), (torch.full((1, 2, 60), 0.5),))
     with pytest.raises(ValueError, match="affinity_iterations must be >= 1"):
