@@ -9,6 +9,9 @@ the background threshold). Scoring the groups against ground-truth labels tells 
 - **oracle background**: groups whose most frequent label is background are background, every
   other group takes the model's own best class. The gap to the purity oracle is what the naming
   loses; the gap from here to the real protocol is what the background threshold loses.
+- **assignment entropy**: how decided the soft patch-to-group map is. A token's entropy near
+  ln G with the image's usage near ln G too is a soft map spread evenly over the groups: the hard
+  argmax then rests on near-ties (and, in training, on the Gumbel noise).
 - **token-grid oracle**: no model at all: every token of the input's patch grid holds the true
   class fractions of its cell, resized to the label map as the assignments are. Its mIoU bounds
   what any grouping of that grid can reach; on small objects it is the resolution's own limit.
@@ -31,6 +34,7 @@ __all__ = [
     "purity_oracle_labels",
     "oracle_background_labels",
     "grid_oracle_labels",
+    "assignment_entropy",
 ]
 
 
@@ -148,3 +152,15 @@ def grid_oracle_labels(
     fractions = F.adaptive_avg_pool2d(one_hot.permute(0, 3, 1, 2).float(), tuple(grid_size))  # [B, K, h, w]
     resized = F.interpolate(fractions, size=tuple(labels.shape[-2:]), mode="bilinear", align_corners=False)
     return resized.argmax(dim=1)
+
+
+def assignment_entropy(group_map: Tensor) -> tuple[Tensor, Tensor]:
+    """Entropies (nats) of a soft patch-to-group map [B, N, G] (rows over G sum to 1):
+    (mean over patches of each patch's entropy [B], entropy of the image's group usage, the
+    patches' mean row [B]). Both are ln G for a map spread evenly over the groups; their
+    difference is the mutual information of patch and group within the image (0 when every patch
+    has the same distribution, whatever it is)."""
+    p = group_map.float().clamp_min(1e-12)
+    token = -(p * p.log()).sum(dim=-1).mean(dim=-1)
+    usage = p.mean(dim=1)
+    return token, -(usage * usage.log()).sum(dim=-1)

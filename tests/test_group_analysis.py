@@ -11,6 +11,7 @@ from PIL import Image
 
 from groupvit.data.synthetic import CLASSES, render_scene
 from groupvit.group_analysis import (
+    assignment_entropy,
     confusion_matrix,
     grid_oracle_labels,
     group_label_counts,
@@ -50,6 +51,20 @@ def test_group_label_counts_and_usage() -> None:
     assert counts.shape == (1, 4, 3)
     assert counts[0].tolist() == [[3, 0, 1], [0, 0, 1], [0, 0, 0], [0, 2, 0]]
     assert groups_used(GROUPS, num_groups=4).tolist() == [3]
+
+
+def test_assignment_entropy() -> None:
+    G = 4
+    even = torch.full((2, 6, G), 1 / G)  # [B, N, G]
+    token, usage = assignment_entropy(even)
+    assert token.tolist() == pytest.approx([math.log(G)] * 2) and usage.tolist() == pytest.approx(
+        [math.log(G)] * 2
+    )
+    one_hot = torch.eye(G)[torch.tensor([[0, 0, 1, 1, 2, 3]])]  # [1, 6, G]: decided, 4 groups used
+    token, usage = assignment_entropy(one_hot)
+    shares = torch.tensor([2, 2, 1, 1]) / 6
+    assert token.item() == pytest.approx(0.0, abs=1e-6)
+    assert usage.item() == pytest.approx(float(-(shares * shares.log()).sum()))
 
 
 def test_purity_oracle_labels() -> None:
@@ -136,6 +151,14 @@ def test_tool_on_the_shipped_model(val_dir: Path, tmp_path: Path, capsys: pytest
     assert result["object_groups_named_right"] > 0.85
     assert result["iou"]["protocol"][0] > 50  # background
     assert 1 <= result["groups_used_per_image"]["stage 1"] <= 16
+    entropy = result["assignment_entropy"]["stage 1"]
+    assert entropy["uniform"] == pytest.approx(math.log(16), abs=1e-3)
+    # the shipped colour model's soft maps lean towards their groups (a patch 2.17 nats, the image's
+    # usage 2.63, of ln 16 = 2.77): below the even spread that the hard argmax would draw from ties
+    assert 0 <= entropy["token"] < entropy["usage"] < entropy["uniform"]
+    assert entropy["token"] == pytest.approx(2.165, abs=0.05) and entropy["usage"] == pytest.approx(
+        2.628, abs=0.05
+    )
     assert 0 <= result["object_groups_named_right"] <= 1 and result["object_groups"] > 0
 
     # The protocol row equals groupvit-demo's labels scored by the same confusion matrix.

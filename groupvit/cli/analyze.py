@@ -10,6 +10,8 @@ templates and background threshold) and compares at the label map's size:
 - ``oracle background``: ground truth says which final groups are background, the model names
   the others (its best class for each group);
 - ``purity oracle, stage s``: every group of stage s takes its pixels' most frequent true label;
+- soft assignment entropy per stage (a patch's, the image's group usage; ln G when spread evenly
+  over the G groups), to tell a decided grouping from near-ties;
 - ``token-grid oracle``: no model: each token of the input's patch grid holds its cell's true
   class fractions, so this bounds what any grouping at this short side can reach.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +43,7 @@ from groupvit.cli import demo  # image loading, resizing and the segmenter
 from groupvit.cli.args import at_least
 from groupvit.errors import InputError, report_input_errors
 from groupvit.group_analysis import (
+    assignment_entropy,
     confusion_matrix,
     grid_oracle_labels,
     group_label_counts,
@@ -49,7 +53,7 @@ from groupvit.group_analysis import (
     oracle_background_labels,
     purity_oracle_labels,
 )
-from groupvit.zero_shot_functional import group_class_affinity
+from groupvit.zero_shot_functional import group_class_affinity, stage_group_maps
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -101,6 +105,7 @@ def analyze(args: argparse.Namespace) -> dict:
     offset = 0 if args.no_background else 1  # class channel c is label c + offset
     rows: dict[str, torch.Tensor] = {}
     used: dict[str, list[int]] = {}
+    entropy: dict[str, list[tuple[float, float]]] = {}
     named_right = object_groups = 0
 
     def add(name: str, pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -118,6 +123,9 @@ def analyze(args: argparse.Namespace) -> dict:
             prediction = segmenter.predict_with_groups(pixels, output_size=size)
             features = prediction.features
             add("protocol", prediction.labels, target)
+            for stage, soft in enumerate(stage_group_maps(features.assignments), start=1):  # [1, N, G_s]
+                token, usage = assignment_entropy(soft)
+                entropy.setdefault(f"stage {stage}", []).append((float(token[0]), float(usage[0])))
             for stage, ids in enumerate(prediction.group_maps, start=1):  # [1, H, W] each
                 num_groups = features.assignments[stage - 1].shape[1]  # G_s
                 counts = group_label_counts(ids, target, num_groups, num_classes, args.ignore_index)
@@ -150,6 +158,14 @@ def analyze(args: argparse.Namespace) -> dict:
         miou={k: round(mean_iou(rows[k]), 2) for k in order if k in rows},
         iou={k: [round(float(v), 2) for v in iou_per_class(rows[k])] for k in order if k in rows},
         groups_used_per_image={k: round(sum(v) / len(v), 2) for k, v in used.items()},
+        assignment_entropy={
+            k: dict(
+                token=round(sum(t for t, _ in v) / len(v), 3),
+                usage=round(sum(u for _, u in v) / len(v), 3),
+                uniform=round(math.log(features.assignments[int(k.split()[1]) - 1].shape[1]), 3),
+            )
+            for k, v in entropy.items()
+        },
         object_groups=object_groups,
         object_groups_named_right=round(named_right / max(object_groups, 1), 4),
     )
