@@ -135,7 +135,10 @@ def test_tool_on_the_shipped_model(val_dir: Path, tmp_path: Path, capsys: pytest
     argv += ["--model", "groupvit_tiny_synthetic", "--checkpoint", str(CHECKPOINT), "--json", str(out)]
     assert tool.main(argv + ["--device", "cpu"]) == 0
     result = json.loads(out.read_text())
-    assert "purity oracle, stage 1" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "purity oracle, stage 1" in printed
+    entropy = result["assignment_entropy"]["stage 1"]
+    assert f"stage 1 {entropy['token']:.3f} / {entropy['usage']:.3f} / {math.log(16):.3f}" in printed
     # scored at the config's test size, five times the 64-px training size
     assert result["images"] == 12 and result["short_side"] == 320 and result["bg_thresh"] == 0.95
     assert result["classes"] == list(CLASSES)
@@ -151,7 +154,6 @@ def test_tool_on_the_shipped_model(val_dir: Path, tmp_path: Path, capsys: pytest
     assert result["object_groups_named_right"] > 0.85
     assert result["iou"]["protocol"][0] > 50  # background
     assert 1 <= result["groups_used_per_image"]["stage 1"] <= 16
-    entropy = result["assignment_entropy"]["stage 1"]
     assert entropy["uniform"] == pytest.approx(math.log(16), abs=1e-3)
     # the shipped colour model's soft maps lean towards their groups (a patch 2.17 nats, the image's
     # usage 2.63, of ln 16 = 2.77): below the even spread that the hard argmax would draw from ties

@@ -179,6 +179,11 @@ def report(result: dict) -> str:
         f"{result['images']} images, short side {result['short_side']}, bg_thresh {result['bg_thresh']}",
         "groups owning pixels per image: "
         + ", ".join(f"{k} {v}" for k, v in result["groups_used_per_image"].items()),
+        "soft assignment entropy (nats; a patch's / the image's usage / uniform): "
+        + ", ".join(
+            f"{k} {v['token']:.3f} / {v['usage']:.3f} / {v['uniform']:.3f}"
+            for k, v in result["assignment_entropy"].items()
+        ),
     ]
     if result["object_groups"]:
         lines.append(
