@@ -351,6 +351,31 @@ class GroupBalanceLoss(nn.Module):
         return total
 
 
+class GroupUsageFloorLoss(nn.Module):
+    """At least ``min_groups`` groups per image: a floor under each image's group-usage entropy.
+
+    With P the product of the stages' soft assignments [B, G, N], image b uses its groups in the
+    shares ``u_b = mean_n P[b, :, n]``; the loss is ``mean_b relu(ln(min_groups) - H(u_b))``, 0 for
+    any image whose patches spread over the equivalent of ``min_groups`` equal groups or more, and
+    ``ln(min_groups)`` for an image that one group owns. It takes away the constant grouping as a
+    fixed point of :class:`AffinityGroupLoss` (with ``target="hard"`` the runs fell to one group per
+    image by iteration 450, docs/shapes.md) and does nothing above the floor. Per image, unlike the
+    batch-level usage of :class:`GroupBalanceLoss`. Not in the paper.
+    """
+
+    def __init__(self, min_groups: float = 3.0) -> None:
+        super().__init__()
+        if min_groups < 1:
+            raise InputError(f"usage_floor_groups must be >= 1, got {min_groups}")
+        self.log_min = math.log(min_groups)
+
+    def forward(self, assignments: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """assignments per stage [B, G_s, N_s] (rows over G sum to 1) -> loss []."""
+        usage = assignment_product(tuple(a.float() for a in assignments)).mean(dim=-1)  # [B, G]
+        entropy = -(usage * usage.clamp_min(1e-12).log()).sum(dim=-1)  # [B]
+        return (self.log_min - entropy).clamp_min(0).mean()
+
+
 def assignment_product(assignments: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """Per-stage soft assignments [B, G_s, N_s] (N_{s+1} = G_s) -> final groups over patches [B, G, N_1].
 

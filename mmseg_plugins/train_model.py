@@ -16,6 +16,7 @@ from groupvit.losses import (
     ExclusiveGroupLoss,
     GroupBalanceLoss,
     GroupPhraseAlignmentLoss,
+    GroupUsageFloorLoss,
     MultiLabelContrastiveLoss,
     NounGroupLoss,
     PatchPhraseAlignmentLoss,
@@ -86,6 +87,10 @@ class GroupViTTrainModel(GroupViTSegmentor):
         affinity_iterations / affinity_dilations / affinity_target: PAMR iterations, neighbour
             rings (in patches) and what is propagated (``"soft"``: the soft map; ``"hard"``: each
             patch's best group) for that loss's target.
+        usage_floor_weight / usage_floor_groups: weight of ``groupvit.losses.GroupUsageFloorLoss``
+            (each image's group usage spread over at least ``usage_floor_groups`` equal groups; 0 =
+            off, not in the paper), the floor under the affinity loss's one-group fixed point.
+            Logged as ``loss_usage_floor``.
         affinity_start_iter: the affinity loss counts from this training iteration on (0: from the
             first), so that the groups can form under the text losses before they are asked to
             follow the image's edges. The iteration comes from :class:`~mmseg_plugins.hooks.
@@ -132,6 +137,8 @@ class GroupViTTrainModel(GroupViTSegmentor):
         affinity_dilations: tuple[int, ...] = (1, 2, 3, 6),
         affinity_target: str = "soft",
         affinity_start_iter: int = 0,
+        usage_floor_weight: float = 0.0,
+        usage_floor_groups: float = 3.0,
         grounding_weight: float = 0.0,
         grounding_fusion: bool = True,
         grounding_loss: str = "bce",
@@ -165,6 +172,8 @@ class GroupViTTrainModel(GroupViTSegmentor):
             raise InputError(f"affinity_start_iter must be >= 0, got {affinity_start_iter}")
         self.affinity_start_iter = affinity_start_iter
         self.iteration = 0  # the training iteration about to run (TrainIterationHook sets it)
+        self.usage_floor_weight = usage_floor_weight
+        self.usage_floor_loss = GroupUsageFloorLoss(usage_floor_groups)
         self.grounding_weight = grounding_weight
         self.grounding_fusion = grounding_fusion
         self.grounding_min_share = grounding_min_share
@@ -288,6 +297,8 @@ class GroupViTTrainModel(GroupViTSegmentor):
                 losses["loss_affinity_group"] = self.affinity_group_weight * self.affinity_group_loss(
                     inputs, assignments
                 )
+            if self.usage_floor_weight > 0:
+                losses["loss_usage_floor"] = self.usage_floor_weight * self.usage_floor_loss(assignments)
         if grounding is not None:
             losses["loss_grounding"] = self.grounding_weight * self._grounding(
                 inputs, text[:, 0], grounding, (assignments, group_embeds) if not fused else None

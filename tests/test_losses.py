@@ -286,6 +286,30 @@ def test_affinity_group_loss_values() -> None:
         AffinityGroupLoss(dilations=())
 
 
+def test_group_usage_floor_loss_values() -> None:
+    from groupvit.losses import GroupUsageFloorLoss
+
+    loss = GroupUsageFloorLoss(min_groups=3.0)
+    G, N = 8, 12
+    one = torch.zeros(1, G, N)
+    one[:, 0] = 1.0  # one group owns the image: the whole floor
+    assert loss((one,)).item() == pytest.approx(math.log(3.0), abs=1e-6)
+    four = torch.eye(G)[:, torch.arange(N) % 4][None]  # four groups in equal shares: above the floor
+    assert loss((four,)).item() == 0.0
+    two = torch.eye(G)[:, torch.arange(N) % 2][None]
+    assert loss((two,)).item() == pytest.approx(math.log(3.0) - math.log(2.0), abs=1e-6)
+    # per image, then the mean; stages multiply (a second stage that keeps the groups changes nothing)
+    assert loss((torch.cat([one, four]),)).item() == pytest.approx(math.log(3.0) / 2, abs=1e-6)
+    assert loss((two, torch.eye(G)[None])).item() == pytest.approx(loss((two,)).item())
+    logits = torch.zeros(1, G, N)
+    logits[:, 0] = 3.0
+    logits.requires_grad_(True)
+    loss((logits.softmax(dim=1),)).backward()
+    assert logits.grad[0, 0].sum() > 0  # descent moves patches out of the dominant group
+    with pytest.raises(ValueError, match="usage_floor_groups must be >= 1"):
+        GroupUsageFloorLoss(min_groups=0.5)
+
+
 def test_group_balance_loss_values() -> None:
     from groupvit.losses import GroupBalanceLoss
 

@@ -129,6 +129,17 @@ def test_affinity_group_loss_is_added_when_enabled() -> None:
     assert model.model.vision.stages[0].group_token.grad.abs().sum() > 0
 
 
+def test_usage_floor_loss_is_added_when_enabled() -> None:
+    from groupvit.losses import GroupUsageFloorLoss
+
+    model, data, losses = _losses({"loss_usage_floor"}, usage_floor_weight=0.5, usage_floor_groups=40.0)
+    torch.manual_seed(1)  # the same Gumbel noise: the soft assignments of the same forward
+    grouping = model.model.encode_image_with_assignments(data["inputs"], normalize=True)
+    expected = 0.5 * GroupUsageFloorLoss(40.0)(grouping.assignments)
+    assert expected.item() > 0  # the tiny model has fewer than 40 groups: always under the floor
+    torch.testing.assert_close(losses["loss_usage_floor"], expected, rtol=1e-5, atol=1e-6)
+
+
 def test_affinity_group_loss_counts_from_its_start_iteration() -> None:
     from mmseg_plugins.hooks import TrainIterationHook
 
