@@ -41,6 +41,10 @@ model = dict(
     # AffinityGroupLoss: the grouping as PAMR's fixed point on the training image (docs/shapes.md)
     affinity_group_weight=0.0,
     affinity_start_iter=0,  # the iteration it counts from (groups form under the text losses first)
+    # GroupUsageFloorLoss: each image's soft group usage spread at least as much as over this many
+    # equal groups, against the affinity loss's one-group fixed point (docs/shapes.md)
+    usage_floor_weight=0.0,
+    usage_floor_groups=3.0,
     grad_checkpointing=False,
     # zero-shot validation (see GroupViTSegmentor); class names come from the val dataset
     templates="simple",
