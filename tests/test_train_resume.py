@@ -442,6 +442,7 @@ def test_a_loss_switched_on_mid_run_resumes_exactly(tmp_path: Path) -> None:
     with _one_thread():
         _train(scheduled, tmp_path / "whole")
     whole = _logged_iterations(tmp_path / "whole")
+    assert [step for step, _, _ in whole] == list(range(1, 9))
     assert [step for step, _, on in whole if on] == [7, 8]
     work = _resume_in(tmp_path / "work", tmp_path / "whole", ["iter_4.pth"])
     with _one_thread():
