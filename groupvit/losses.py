@@ -361,18 +361,34 @@ class GroupUsageFloorLoss(nn.Module):
     fixed point of :class:`AffinityGroupLoss` (with ``target="hard"`` the runs fell to one group per
     image by iteration 450, docs/shapes.md) and does nothing above the floor. Per image, unlike the
     batch-level usage of :class:`GroupBalanceLoss`. Not in the paper.
+
+    ``usage="hard"`` counts each patch in its best group (the one-hot of P's argmax, as zero-shot
+    segmentation assigns pixels) with the soft map's gradient (straight through: ``hard -
+    P.detach() + P``). Why: measured (docs/shapes.md, DFs1), the soft floor was met by a soft map
+    spread over the groups (usage entropy 1.30 > ln 3) while 1.88 hard groups owned the pixels. The
+    hard shares are multiples of 1/N, and the entropy's log is taken at no less than 1/N, so the
+    entropy's gradient towards an unused group is ``ln N``, not unbounded.
     """
 
-    def __init__(self, min_groups: float = 3.0) -> None:
+    def __init__(self, min_groups: float = 3.0, usage: str = "soft") -> None:
         super().__init__()
         if min_groups < 1:
             raise InputError(f"usage_floor_groups must be >= 1, got {min_groups}")
+        if usage not in ("soft", "hard"):
+            raise InputError(f"usage_floor_target must be 'soft' or 'hard', got {usage!r}")
         self.log_min = math.log(min_groups)
+        self.usage = usage
 
     def forward(self, assignments: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """assignments per stage [B, G_s, N_s] (rows over G sum to 1) -> loss []."""
-        usage = assignment_product(tuple(a.float() for a in assignments)).mean(dim=-1)  # [B, G]
-        entropy = -(usage * usage.clamp_min(1e-12).log()).sum(dim=-1)  # [B]
+        groups = assignment_product(tuple(a.float() for a in assignments))  # [B, G, N]
+        floor = 1e-12
+        if self.usage == "hard":
+            hard = F.one_hot(groups.argmax(dim=1), groups.shape[1]).transpose(1, 2).to(groups.dtype)
+            groups = hard - groups.detach() + groups
+            floor = 1.0 / groups.shape[-1]
+        usage = groups.mean(dim=-1)  # [B, G]
+        entropy = -(usage * usage.clamp_min(floor).log()).sum(dim=-1)  # [B]
         return (self.log_min - entropy).clamp_min(0).mean()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -10,6 +11,7 @@ from mmseg.registry import MODELS
 
 from groupvit.errors import InputError
 from groupvit.layers.fusion import GatedCrossAttention
+from groupvit.loss_schedule import WeightSchedule
 from groupvit.losses import (
     AffinityGroupLoss,
     ContrastiveLoss,
@@ -83,14 +85,17 @@ class GroupViTTrainModel(GroupViTSegmentor):
             used group assignments; 0 = off, as in the paper). Logged as ``loss_group_balance``.
         affinity_group_weight: weight of ``groupvit.losses.AffinityGroupLoss`` (the patch-to-group
             map as PAMR's fixed point on the training image: groups stop at colour edges; 0 = off,
-            not in the paper). Logged as ``loss_affinity_group``.
+            not in the paper). Logged as ``loss_affinity_group``. A number, or ``[iteration,
+            weight]`` breakpoints of a piecewise-linear schedule (``groupvit.loss_schedule``), e.g.
+            ``[[0, 0.3], [900, 1.0]]``: the iteration comes from ``self.iteration`` as below.
         affinity_iterations / affinity_dilations / affinity_target: PAMR iterations, neighbour
             rings (in patches) and what is propagated (``"soft"``: the soft map; ``"hard"``: each
             patch's best group) for that loss's target.
         usage_floor_weight / usage_floor_groups: weight of ``groupvit.losses.GroupUsageFloorLoss``
             (each image's group usage spread over at least ``usage_floor_groups`` equal groups; 0 =
             off, not in the paper), the floor under the affinity loss's one-group fixed point.
-            Logged as ``loss_usage_floor``.
+            Logged as ``loss_usage_floor``. ``usage_floor_target``: ``"soft"`` (the soft map's
+            shares) or ``"hard"`` (each patch counted in its best group, straight-through gradient).
         affinity_start_iter: the affinity loss counts from this training iteration on (0: from the
             first), so that the groups can form under the text losses before they are asked to
             follow the image's edges. The iteration comes from :class:`~mmseg_plugins.hooks.
@@ -132,13 +137,14 @@ class GroupViTTrainModel(GroupViTSegmentor):
         exclusive_group_weight: float = 0.0,
         unclaimed_group_weight: float = 0.0,
         group_balance_weight: float = 0.0,
-        affinity_group_weight: float = 0.0,
+        affinity_group_weight: float | Sequence[Sequence[float]] = 0.0,
         affinity_iterations: int = 10,
         affinity_dilations: tuple[int, ...] = (1, 2, 3, 6),
         affinity_target: str = "soft",
         affinity_start_iter: int = 0,
         usage_floor_weight: float = 0.0,
         usage_floor_groups: float = 3.0,
+        usage_floor_target: str = "soft",
         grounding_weight: float = 0.0,
         grounding_fusion: bool = True,
         grounding_loss: str = "bce",
@@ -164,7 +170,7 @@ class GroupViTTrainModel(GroupViTSegmentor):
         self.unclaimed_group_loss = UnclaimedGroupLoss()
         self.group_balance_weight = group_balance_weight
         self.group_balance_loss = GroupBalanceLoss()
-        self.affinity_group_weight = affinity_group_weight
+        self.affinity_group_weight = WeightSchedule(affinity_group_weight, "affinity_group_weight")
         self.affinity_group_loss = AffinityGroupLoss(
             affinity_iterations, tuple(affinity_dilations), affinity_target
         )
@@ -173,7 +179,7 @@ class GroupViTTrainModel(GroupViTSegmentor):
         self.affinity_start_iter = affinity_start_iter
         self.iteration = 0  # the training iteration about to run (TrainIterationHook sets it)
         self.usage_floor_weight = usage_floor_weight
-        self.usage_floor_loss = GroupUsageFloorLoss(usage_floor_groups)
+        self.usage_floor_loss = GroupUsageFloorLoss(usage_floor_groups, usage_floor_target)
         self.grounding_weight = grounding_weight
         self.grounding_fusion = grounding_fusion
         self.grounding_min_share = grounding_min_share
@@ -293,8 +299,9 @@ class GroupViTTrainModel(GroupViTSegmentor):
                 losses["loss_group_balance"] = self.group_balance_weight * self.group_balance_loss(
                     assignments
                 )
-            if self.affinity_group_weight > 0 and self.iteration >= self.affinity_start_iter:
-                losses["loss_affinity_group"] = self.affinity_group_weight * self.affinity_group_loss(
+            affinity_weight = self.affinity_group_weight(self.iteration)
+            if affinity_weight > 0 and self.iteration >= self.affinity_start_iter:
+                losses["loss_affinity_group"] = affinity_weight * self.affinity_group_loss(
                     inputs, assignments
                 )
             if self.usage_floor_weight > 0:

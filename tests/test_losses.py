@@ -310,6 +310,34 @@ def test_group_usage_floor_loss_values() -> None:
         GroupUsageFloorLoss(min_groups=0.5)
 
 
+def test_group_usage_floor_loss_hard_counts_patches_in_their_best_group() -> None:
+    from groupvit.losses import GroupUsageFloorLoss
+
+    G, N = 8, 12
+    hard = GroupUsageFloorLoss(min_groups=3.0, usage="hard")
+    # a soft map spread evenly over two groups per patch but with one argmax everywhere: the soft
+    # usage is above ln 2, the hard usage one group (the DFs1 case of docs/shapes.md)
+    probs = torch.zeros(1, G, N)
+    probs[:, 0], probs[:, 1:5] = 0.24, 0.19
+    assert GroupUsageFloorLoss(3.0)((probs,)).item() == 0.0  # 5 groups in near-equal shares
+    assert hard((probs,)).item() == pytest.approx(math.log(3.0), abs=1e-6)
+    two = torch.eye(G)[:, torch.arange(N) % 2][None] * 0.6 + 0.4 / G
+    assert hard((two,)).item() == pytest.approx(math.log(3.0) - math.log(2.0), abs=1e-6)
+    # straight through: the soft map's gradient, raising every unused group alike (ln N each)
+    logits = torch.zeros(1, G, N)
+    logits[:, 0] = 3.0
+    logits.requires_grad_(True)
+    probs = logits.softmax(dim=1)
+    probs.retain_grad()
+    hard((probs,)).backward()
+    expected = torch.full((G,), -math.log(N) / N)
+    expected[0] = (math.log(1.0) + 1.0) / N  # the owner: -(ln u + 1) at u = 1, descent lowers it
+    torch.testing.assert_close(probs.grad[0, :, 0], expected)
+    assert logits.grad[0, 0].sum() > 0  # descent moves patches out of the dominant group
+    with pytest.raises(ValueError, match="usage_floor_target must be 'soft' or 'hard'"):
+        GroupUsageFloorLoss(usage="mean")
+
+
 def test_group_balance_loss_values() -> None:
     from groupvit.losses import GroupBalanceLoss
 

@@ -129,13 +129,16 @@ def test_affinity_group_loss_is_added_when_enabled() -> None:
     assert model.model.vision.stages[0].group_token.grad.abs().sum() > 0
 
 
-def test_usage_floor_loss_is_added_when_enabled() -> None:
+@pytest.mark.parametrize("usage", ["soft", "hard"])
+def test_usage_floor_loss_is_added_when_enabled(usage: str) -> None:
     from groupvit.losses import GroupUsageFloorLoss
 
-    model, data, losses = _losses({"loss_usage_floor"}, usage_floor_weight=0.5, usage_floor_groups=40.0)
+    model, data, losses = _losses(
+        {"loss_usage_floor"}, usage_floor_weight=0.5, usage_floor_groups=40.0, usage_floor_target=usage
+    )
     torch.manual_seed(1)  # the same Gumbel noise: the soft assignments of the same forward
     grouping = model.model.encode_image_with_assignments(data["inputs"], normalize=True)
-    expected = 0.5 * GroupUsageFloorLoss(40.0)(grouping.assignments)
+    expected = 0.5 * GroupUsageFloorLoss(40.0, usage)(grouping.assignments)
     assert expected.item() > 0  # the tiny model has fewer than 40 groups: always under the floor
     torch.testing.assert_close(losses["loss_usage_floor"], expected, rtol=1e-5, atol=1e-6)
 
@@ -153,6 +156,29 @@ def test_affinity_group_loss_counts_from_its_start_iteration() -> None:
     assert seen == {0: False, 1: False, 2: True, 3: True}
     with pytest.raises(InputError, match="affinity_start_iter must be >= 0"):
         _build(affinity_start_iter=-1)
+
+
+def test_affinity_group_weight_follows_its_schedule() -> None:
+    from groupvit.losses import AffinityGroupLoss
+    from mmseg_plugins.hooks import TrainIterationHook
+
+    model = _build(affinity_group_weight=[[0, 0.0], [4, 2.0]], affinity_iterations=3)
+    data = model.data_preprocessor(_batch(), True)
+    seen = {}
+    for it in (0, 1, 3, 6):
+        TrainIterationHook().before_train_iter(SimpleNamespace(model=model, iter=it), it)
+        torch.manual_seed(1)
+        losses = model(**data, mode="loss")
+        if it == 0:
+            assert "loss_affinity_group" not in losses  # weight 0: not computed
+            continue
+        torch.manual_seed(1)  # the same Gumbel noise: the soft assignments of the same forward
+        grouping = model.model.encode_image_with_assignments(data["inputs"], normalize=True)
+        unit = AffinityGroupLoss(3)(data["inputs"], grouping.assignments)
+        seen[it] = (losses["loss_affinity_group"] / unit).item()
+    assert seen == pytest.approx({1: 0.5, 3: 1.5, 6: 2.0}, rel=1e-5)
+    with pytest.raises(InputError, match="affinity_group_weight: the iterations must increase"):
+        _build(affinity_group_weight=[[5, 1.0], [2, 0.0]])
 
 
 def test_group_losses_when_enabled() -> None:

@@ -430,13 +430,14 @@ def _logged_iterations(work: Path) -> list[tuple[int, str, bool]]:
 
 @pytest.mark.slow
 def test_a_loss_switched_on_mid_run_resumes_exactly(tmp_path: Path) -> None:
-    """``affinity_start_iter`` reads the runner's iteration (TrainIterationHook): the loss is off
-    before it and on after, and a run resumed before the switch switches at the same iteration."""
+    """``affinity_start_iter`` and the weight's schedule read the runner's iteration
+    (TrainIterationHook): the loss is off before the start and on after, with the scheduled weight,
+    and a run resumed before the switch switches, and weighs, at the same iterations."""
     config = _write_config(tmp_path)
     scheduled = tmp_path / "scheduled.py"
     scheduled.write_text(
         f"_base_ = [{str(config)!r}]\n"
-        "model = dict(affinity_group_weight=1.0, affinity_iterations=2, affinity_start_iter=6)\n"
+        "model = dict(affinity_group_weight=[[6, 0.5], [8, 2.0]], affinity_iterations=2, affinity_start_iter=6)\n"
         "train_cfg = dict(max_iters=8)\n"
     )
     with _one_thread():

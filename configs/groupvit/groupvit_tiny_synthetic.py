@@ -39,12 +39,13 @@ model = dict(
     # GroupBalanceLoss against group collapse: measured worse here, so off; see README
     group_balance_weight=0.0,
     # AffinityGroupLoss: the grouping as PAMR's fixed point on the training image (docs/shapes.md)
-    affinity_group_weight=0.0,
+    affinity_group_weight=0.0,  # or [iteration, weight] breakpoints: [[0, 0.3], [900, 1.0]] rises linearly
     affinity_start_iter=0,  # the iteration it counts from (groups form under the text losses first)
     # GroupUsageFloorLoss: each image's soft group usage spread at least as much as over this many
     # equal groups, against the affinity loss's one-group fixed point (docs/shapes.md)
     usage_floor_weight=0.0,
     usage_floor_groups=3.0,
+    usage_floor_target="soft",  # "hard": each patch counted in its best group (straight through)
     grad_checkpointing=False,
     # zero-shot validation (see GroupViTSegmentor); class names come from the val dataset
     templates="simple",
